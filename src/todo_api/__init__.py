@@ -1,0 +1,1 @@
+"""Todo API: a multi-user task service for a Better Auth frontend."""

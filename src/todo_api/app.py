@@ -1,0 +1,82 @@
+"""`create_app(settings)`: the whole service, assembled from its parts."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from todo_api import health
+from todo_api.config import Settings
+from todo_api.errors import install_error_handlers
+from todo_api.limits import BodyGuardMiddleware
+from todo_api.migrations import upgrade_to_head
+from todo_api.observability import RequestContextMiddleware
+from todo_api.runtime import Runtime
+from todo_api.tasks.router import router as tasks_router
+
+logger = logging.getLogger("todo_api")
+
+EXPOSED_HEADERS = ["ETag", "Link", "Location", "X-Next-Cursor", "X-Request-ID"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app; nothing here touches the database until start-up."""
+    settings = settings or Settings()
+    runtime = Runtime.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _log_start_up(settings)
+        if settings.auto_migrate:
+            await upgrade_to_head(runtime.engine)
+        yield
+        await runtime.engine.dispose()
+
+    app = FastAPI(
+        title="Todo API",
+        version="0.1.0",
+        summary="Multi-user tasks for a Next.js + Better Auth frontend.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(tasks_router)
+
+    # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
+    app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "If-None-Match",
+            "X-Request-ID",
+        ],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _log_start_up(settings: Settings) -> None:
+    logger.info(
+        "starting",
+        extra={
+            "database": settings.resolved_database_url.split("://", 1)[0],
+            "key_source": "jwks" if settings.jwks_configured else "secret",
+        },
+    )
+    if settings.secret_generated:
+        logger.warning(
+            "No BETTER_AUTH_SECRET set: using a generated development secret kept in %s. "
+            "Get a token with: todo-api token --sub demo",
+            settings.data_dir / "jwt-secret",
+        )

@@ -1,0 +1,23 @@
+"""The `users` table: one row per person who has ever presented a valid token."""
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from todo_api.db import Base, UTCDateTime, utcnow
+
+
+class User(Base):
+    """A person; `id` is the token's `sub` (Better Auth ids are 32-character random strings)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(Text)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)

@@ -1,0 +1,31 @@
+"""First-use creation of `users` rows (SPEC §4: tasks never reference a missing user)."""
+
+from collections import OrderedDict
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from todo_api.auth.repository import create_user_if_missing
+from todo_api.auth.tokens import Identity
+
+
+class UserProvisioner:
+    """Creates a caller's `users` row on first use, remembering per process who exists.
+
+    Each row is created in its own committed transaction, so the memory never gets ahead of
+    the database even when the request that triggered it later fails.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], capacity: int = 50_000):
+        self._sessionmaker = sessionmaker
+        self._capacity = capacity
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    async def ensure(self, identity: Identity) -> None:
+        if identity.id in self._known:
+            self._known.move_to_end(identity.id)
+            return
+        async with self._sessionmaker.begin() as session:
+            await create_user_if_missing(session, identity)
+        self._known[identity.id] = None
+        if len(self._known) > self._capacity:
+            self._known.popitem(last=False)

@@ -1,0 +1,111 @@
+"""`todo-api serve | migrate | token | openapi`."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from pydantic import ValidationError
+
+from todo_api.config import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise SystemExit(f"todo-api: configuration error: {problems}") from None
+
+
+async def _migrate(settings: Settings) -> None:
+    from todo_api.db import create_engine
+    from todo_api.migrations import upgrade_to_head
+
+    engine = create_engine(settings)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from todo_api.observability import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.auto_migrate:
+        # Migrate once here, not in each worker; the workers inherit AUTO_MIGRATE=false.
+        asyncio.run(_migrate(settings))
+        os.environ["AUTO_MIGRATE"] = "false"
+    if settings.secret_generated:
+        # Workers must sign and verify with the secret this process generated.
+        os.environ["BETTER_AUTH_SECRET"] = settings.signing_secret
+    uvicorn.run(
+        "todo_api.main:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=None if args.reload else args.workers,
+        reload=args.reload,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def migrate(_args: argparse.Namespace) -> None:
+    asyncio.run(_migrate(_settings()))
+    print("database schema is up to date")
+
+
+def token(args: argparse.Namespace) -> None:
+    from todo_api.auth.tokens import issue_token
+
+    print(
+        issue_token(_settings(), args.sub, email=args.email, name=args.name, ttl_seconds=args.ttl)
+    )
+
+
+def openapi(_args: argparse.Namespace) -> None:
+    from todo_api.app import create_app
+
+    settings = _settings().model_copy(update={"auto_migrate": False})
+    print(json.dumps(create_app(settings).openapi(), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("serve", help="serve the API over HTTP")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    run.set_defaults(handler=serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=migrate)
+
+    tok = commands.add_parser("token", help="print a dev token signed with the configured secret")
+    tok.add_argument("--sub", required=True, help="user id (the token's subject)")
+    tok.add_argument("--email")
+    tok.add_argument("--name")
+    tok.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    tok.set_defaults(handler=token)
+
+    commands.add_parser("openapi", help="print the OpenAPI document").set_defaults(handler=openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

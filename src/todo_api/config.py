@@ -1,0 +1,118 @@
+"""Settings, read from the environment and `.env` (see `.env.example`)."""
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+MIN_SECRET_BYTES = 32
+GENERATED_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; each field is one environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("data")
+
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "NEON_DB_URL", "database_url")
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_statement_cache: bool = True
+
+    better_auth_secret: SecretStr | None = None
+    better_auth_url: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        default_factory=lambda: "text" if sys.stderr.isatty() else "json"
+    )
+    auto_migrate: bool = True
+    max_body_bytes: int = Field(default=65536, ge=1024)
+
+    # True when no secret was configured and one was generated into `data_dir`.
+    secret_generated: bool = Field(default=False, exclude=True)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("better_auth_secret", "better_auth_url", "jwt_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("better_auth_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"BETTER_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes; "
+                "generate one with: openssl rand -base64 32"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _require_key_material(self) -> Self:
+        if self.better_auth_secret is not None or self.jwks_configured:
+            return self
+        if self.environment == "production":
+            raise ValueError(
+                "ENVIRONMENT=production needs key material: set BETTER_AUTH_SECRET "
+                "(shared HS256 secret) or BETTER_AUTH_URL / JWT_JWKS_URL (Better Auth JWKS)"
+            )
+        self.better_auth_secret = SecretStr(_load_or_create_local_secret(self.data_dir))
+        self.secret_generated = True
+        return self
+
+    @property
+    def jwks_configured(self) -> bool:
+        """Whether tokens can be verified with published keys (Better Auth's `jwt` plugin)."""
+        return bool(self.better_auth_url or self.jwt_jwks_url)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file in `data_dir` when none is set."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'todo.db'}"
+
+    @property
+    def signing_secret(self) -> str:
+        """The HS256 key: configured or generated, always present after validation."""
+        assert self.better_auth_secret is not None
+        return self.better_auth_secret.get_secret_value()
+
+
+def _load_or_create_local_secret(data_dir: Path) -> str:
+    """Keep a generated development secret across restarts, so issued tokens stay valid."""
+    path = data_dir / GENERATED_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret

@@ -1,0 +1,154 @@
+"""Exceptions that carry their HTTP status, and the handlers that render every error as JSON.
+
+Every error body is `{"detail": "<one sentence>"}`; validation errors add
+`"errors": [{"field": ..., "message": ...}]`. Nothing from an exception's internals (stack,
+SQL, driver message) ever reaches the client.
+"""
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "2"
+
+
+class TodoApiError(Exception):
+    """Base of every error the API answers on purpose."""
+
+    status_code: ClassVar[int] = 500
+    detail: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.message = detail or self.detail
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class BadRequest(TodoApiError):
+    status_code = 400
+    detail = "The request is invalid."
+
+
+class InvalidToken(TodoApiError):
+    status_code = 401
+    detail = "Invalid or missing bearer token."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class NotPermitted(TodoApiError):
+    status_code = 403
+    detail = "Not authorized to access this task"
+
+
+class ResourceNotFound(TodoApiError):
+    status_code = 404
+    detail = "Not found"
+
+
+class TaskNotFound(ResourceNotFound):
+    detail = "Task not found"
+
+
+class PreconditionFailed(TodoApiError):
+    status_code = 412
+    detail = "The task has changed since the given ETag; fetch it again."
+
+
+class PayloadTooLarge(TodoApiError):
+    status_code = 413
+    detail = "Request body is too large."
+
+
+class UnsupportedMediaType(TodoApiError):
+    status_code = 415
+    detail = "Request body must be JSON (Content-Type: application/json)."
+
+
+class ServiceUnavailable(TodoApiError):
+    status_code = 503
+    detail = "The database is unavailable; try again shortly."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def error_body(detail: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, **extra}
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    # ("body", "title") -> "title"; ("query", "limit") -> "limit"; whole-body errors -> "body".
+    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(part) for part in loc]
+    return ".".join(parts)
+
+
+def _validation_detail(first: dict[str, Any]) -> str:
+    loc = first.get("loc", ())
+    if first.get("type") == "json_invalid":
+        return "Request body is not valid JSON."
+    where = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
+        str(loc[0]) if loc else "", "field"
+    )
+    if loc and loc[0] == "body" and len(loc) == 1:
+        return f"Invalid request body: {first['msg']}."
+    return f"Invalid {where} '{_field_name(loc)}': {first['msg']}."
+
+
+def _clean_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "Invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+async def _handle_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [dict(e, msg=_clean_message(e)) for e in exc.errors()]
+    body = error_body(
+        _validation_detail(errors[0]) if errors else BadRequest.detail,
+        errors=[{"field": _field_name(e.get("loc", ())), "message": e["msg"]} for e in errors],
+    )
+    return JSONResponse(body, status_code=400)
+
+
+async def _handle_api_error(request: Request, exc: TodoApiError) -> JSONResponse:
+    return JSONResponse(error_body(exc.message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return await _handle_api_error(request, ServiceUnavailable())
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
+
+
+async def _handle_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and _is_connection_problem(exc):
+        return await _handle_database_unavailable(request, exc)
+    # Anything else is a bug: the request-context middleware logs it and answers 500.
+    raise exc
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every expected exception to one renderer; unexpected ones are the middleware's."""
+    app.add_exception_handler(TodoApiError, _handle_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _handle_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(PoolTimeoutError, _handle_database_unavailable)
+    app.add_exception_handler(ConnectionError, _handle_database_unavailable)
+    app.add_exception_handler(DBAPIError, _handle_dbapi_error)

@@ -1,0 +1,1 @@
+"""Tasks: the one resource of this API."""

@@ -1,0 +1,130 @@
+"""`/api/tasks`: each route takes validated input, calls the repository, returns a schema."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+
+from todo_api.auth.dependencies import CurrentUser
+from todo_api.runtime import SessionDep
+from todo_api.tasks import repository
+from todo_api.tasks.etags import matches_if_none_match, task_etag, versions_from_if_match
+from todo_api.tasks.models import Task
+from todo_api.tasks.schemas import (
+    TaskCompletion,
+    TaskCreate,
+    TaskListQuery,
+    TaskRead,
+    TaskStats,
+    TaskUpdate,
+)
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+IfMatch = Annotated[
+    str | None, Header(description="Only change the task if it is still at this ETag.")
+]
+IfNoneMatch = Annotated[
+    str | None, Header(description="Answer 304 if the task is still at this ETag.")
+]
+
+
+def _with_etag(response: Response, task: Task) -> Task:
+    response.headers["ETag"] = task_etag(task)
+    return task
+
+
+@router.get("", response_model=list[TaskRead], summary="List your tasks")
+async def list_tasks(
+    query: Annotated[TaskListQuery, Query()],
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+) -> list[Task]:
+    page = await repository.list_tasks_page(session, user.id, query)
+    if page.next_cursor is not None:
+        next_url = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        response.headers["X-Next-Cursor"] = page.next_cursor
+    return page.tasks
+
+
+@router.post(
+    "", response_model=TaskRead, status_code=status.HTTP_201_CREATED, summary="Create a task"
+)
+async def create_task(
+    body: TaskCreate, request: Request, response: Response, user: CurrentUser, session: SessionDep
+) -> Task:
+    task = await repository.create_task(session, user.id, body.model_dump())
+    response.headers["Location"] = str(request.url_for("get_task", task_id=task.id).path)
+    return _with_etag(response, task)
+
+
+@router.get("/stats", response_model=TaskStats, summary="Count your tasks")
+async def task_stats(user: CurrentUser, session: SessionDep) -> TaskStats:
+    return await repository.task_stats(session, user.id)
+
+
+@router.get("/{task_id}", response_model=TaskRead, summary="Get one task")
+async def get_task(
+    task_id: uuid.UUID,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    if_none_match: IfNoneMatch = None,
+) -> Task | Response:
+    task = await repository.get_task(session, user.id, task_id)
+    if matches_if_none_match(if_none_match, task):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": task_etag(task)})
+    return _with_etag(response, task)
+
+
+async def _update(
+    task_id: uuid.UUID,
+    body: TaskUpdate,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> Task:
+    task = await repository.update_task(
+        session, user.id, task_id, body.changes(), versions_from_if_match(if_match)
+    )
+    return _with_etag(response, task)
+
+
+router.add_api_route(
+    "/{task_id}",
+    _update,
+    methods=["PUT"],
+    response_model=TaskRead,
+    summary="Update a task",
+    name="put_task",
+)
+router.add_api_route(
+    "/{task_id}",
+    _update,
+    methods=["PATCH"],
+    response_model=TaskRead,
+    summary="Update a task",
+    name="patch_task",
+)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
+async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
+    await repository.delete_task(session, user.id, task_id)
+
+
+@router.patch("/{task_id}/complete", response_model=TaskRead, summary="Toggle or set completion")
+async def complete_task(
+    task_id: uuid.UUID,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    body: Annotated[TaskCompletion | None, Body()] = None,
+) -> Task:
+    completed = None if body is None else body.completed
+    task = await repository.set_completed(session, user.id, task_id, completed)
+    return _with_etag(response, task)

@@ -1,0 +1,157 @@
+"""Request and response bodies for tasks, kept apart from the table."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+
+Priority = Literal["low", "medium", "high"]
+Status = Literal["all", "pending", "completed"]
+SortField = Literal["created", "title", "due_date", "priority", "updated"]
+Order = Literal["asc", "desc"]
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 1000
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _trimmed_title(value: Any) -> Any:
+    if isinstance(value, str):
+        value = _no_nul(value).strip()
+        if not value:
+            raise ValueError("title must not be blank")
+    return value
+
+
+def _due_date(value: Any) -> Any:
+    """A date-time (naive means UTC) or a date (midnight UTC), stored in UTC."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date or date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date (2026-05-01) or date-time (2026-05-01T17:00:00Z)"
+        ) from None
+    try:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if parsed.year >= 9999:
+        raise ValueError("must be before the year 9999")
+    return parsed
+
+
+Title = Annotated[str, BeforeValidator(_trimmed_title), Field(max_length=MAX_TITLE)]
+Description = Annotated[str, BeforeValidator(_no_nul), Field(max_length=MAX_DESCRIPTION)]
+DueDate = Annotated[datetime, BeforeValidator(_due_date)]
+
+
+class TaskCreate(BaseModel):
+    """A new task. `id`, `user_id` and timestamps are the server's and ignored if sent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Write the quarterly report",
+                    "description": "Numbers from finance first",
+                    "priority": "high",
+                    "due_date": "2026-12-01T17:00:00Z",
+                }
+            ]
+        }
+    )
+
+    title: Title
+    description: Description | None = None
+    priority: Priority | None = None
+    due_date: DueDate | None = None
+    completed: StrictBool = False
+
+
+class TaskUpdate(BaseModel):
+    """A partial change: fields present are set, absent ones kept, `null` clears a nullable one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"title": "Write the Q4 report", "due_date": None}]}
+    )
+
+    title: Title | None = None
+    description: Description | None = None
+    priority: Priority | None = None
+    due_date: DueDate | None = None
+    completed: StrictBool | None = None
+
+    @field_validator("title", "completed")
+    @classmethod
+    def _not_nullable(cls, value: Any) -> Any:
+        # Runs only for values the client sent, so absent stays allowed and `null` does not.
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class TaskCompletion(BaseModel):
+    """Set completion explicitly (idempotent); send no body to flip it instead."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"completed": True}]})
+
+    completed: StrictBool
+
+
+class TaskRead(BaseModel):
+    """A task as the API returns it; datetimes are UTC."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    priority: Priority | None
+    due_date: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskStats(BaseModel):
+    """Counts over the caller's tasks; overdue = pending with a due date in the past."""
+
+    total: int
+    completed: int
+    pending: int
+    overdue: int
+
+
+class TaskListQuery(BaseModel):
+    """Query parameters of `GET /api/tasks`."""
+
+    status: Status = Field("all", description="Completion filter.")
+    priority: Priority | None = Field(None, description="Only tasks of this priority.")
+    q: str | None = Field(
+        None, max_length=200, description="Case-insensitive substring of title or description."
+    )
+    sort: SortField = Field("created", description="Sort key; ties are broken by id.")
+    order: Order | None = Field(
+        None,
+        description="Direction. Default per sort: created and updated newest first, title A→Z, "
+        "due_date soonest first, priority high first. Tasks without a due date sort as due "
+        "last; tasks without a priority as the lowest priority.",
+    )
+    limit: int = Field(100, ge=1, le=1000, description="Page size.")
+    cursor: str | None = Field(
+        None, max_length=1024, description="Position from the previous page's `Link` header."
+    )

@@ -1,0 +1,202 @@
+"""Shared fixtures: an app per test on SQLite and on a real PostgreSQL, signed tokens, and a
+probe that reads the database directly so tests can assert what was (not) written."""
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from todo_api.app import create_app
+from todo_api.config import Settings
+from todo_api.db import create_engine
+from todo_api.migrations import upgrade_to_head
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _admin_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _postgres_answers(url: str) -> bool:
+    try:
+        connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(Settings(database_url=url, better_auth_secret=SECRET))
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A server to create throwaway databases on; required under CI=true, else skipped."""
+    url = _admin_url()
+    if not asyncio.run(_postgres_answers(url)):
+        message = f"PostgreSQL not reachable at {make_url(url).render_as_string()}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true makes PostgreSQL required)")
+        pytest.skip(f"{message}; set TEST_DATABASE_URL to run the PostgreSQL tests")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session, dropped afterwards."""
+    name = f"todo_api_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = _asyncpg_dsn(postgres_admin_url)
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_migrate(url))
+    yield url
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'todo.db'}"
+    asyncio.run(_migrate(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each data test runs once per database."""
+    url: str = request.getfixturevalue(f"{request.param.removesuffix('ql')}_url")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        better_auth_secret=SECRET,
+        environment="test",
+        data_dir=tmp_path,
+        auto_migrate=False,
+        log_format="json",
+        db_pool_size=20,
+    )
+
+
+async def _empty_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("TRUNCATE tasks, users"))
+        else:
+            await connection.execute(text("DELETE FROM tasks"))
+            await connection.execute(text("DELETE FROM users"))
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app, started (lifespan run) on an empty database."""
+    application = create_app(settings)
+    await _empty_tables(application.state.runtime.engine)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def make_token(
+    sub: str | None = "alice", *, secret: str = SECRET, ttl: int = 600, **claims: Any
+) -> str:
+    """A real HS256 token; pass `exp=None` or `sub=None` to leave a claim out."""
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl, **claims}
+    payload = {key: value for key, value in payload.items() if value is not None}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def auth(sub: str = "alice", **claims: Any) -> dict[str, str]:
+    """Headers for a request as user `sub`."""
+    return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
+
+
+@dataclass
+class DatabaseProbe:
+    """Reads rows straight from the database, bypassing the API under test."""
+
+    engine: AsyncEngine
+
+    async def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(text(sql), params)
+            return [dict(row._mapping) for row in result]
+
+    async def task(self, task_id: str) -> dict[str, Any] | None:
+        # SQLite stores UUIDs as 32 hex digits; PostgreSQL as uuid.
+        key: Any = uuid.UUID(task_id)
+        if self.engine.dialect.name == "sqlite":
+            key = key.hex
+        rows = await self.rows("SELECT * FROM tasks WHERE id = :id", id=key)
+        return rows[0] if rows else None
+
+    async def count_tasks(self, user_id: str | None = None) -> int:
+        if user_id is None:
+            rows = await self.rows("SELECT count(*) AS n FROM tasks")
+        else:
+            rows = await self.rows("SELECT count(*) AS n FROM tasks WHERE user_id = :u", u=user_id)
+        return int(rows[0]["n"])
+
+
+@pytest.fixture
+def db(app: FastAPI) -> DatabaseProbe:
+    return DatabaseProbe(app.state.runtime.engine)
+
+
+TaskFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def create_task(client: AsyncClient) -> TaskFactory:
+    """POST a task as `user` and return its JSON (asserting the 201)."""
+
+    async def create(user: str = "alice", **fields: Any) -> dict[str, Any]:
+        body = {"title": "A task", **fields}
+        response = await client.post("/api/tasks", json=body, headers=auth(user))
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    return create
