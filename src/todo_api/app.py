@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from todo_api import health
 from todo_api.config import Settings
-from todo_api.errors import install_error_handlers
+from todo_api.errors import drop_422_from_openapi, install_error_handlers
 from todo_api.limits import BodyGuardMiddleware
 from todo_api.migrations import upgrade_to_head
 from todo_api.observability import RequestContextMiddleware
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    default_openapi = app.openapi
+    app.openapi = lambda: drop_422_from_openapi(default_openapi())  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tasks_router)

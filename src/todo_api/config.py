@@ -61,7 +61,14 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("better_auth_secret", "better_auth_url", "jwt_jwks_url", mode="before")
+    @field_validator(
+        "better_auth_secret",
+        "better_auth_url",
+        "jwt_jwks_url",
+        "jwt_issuer",
+        "jwt_audience",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

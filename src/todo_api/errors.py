@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -152,3 +153,43 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _handle_database_unavailable)
     app.add_exception_handler(ConnectionError, _handle_database_unavailable)
     app.add_exception_handler(DBAPIError, _handle_dbapi_error)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error body: one sentence, plus per-field messages on validation errors."""
+
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the given error statuses, all with `ErrorResponse`."""
+    descriptions = {
+        400: "Invalid JSON, body, query or path value",
+        401: "Missing, malformed, expired or wrongly signed bearer token",
+        403: "The task belongs to someone else",
+        404: "No such task",
+        412: "`If-Match` names a version the task is no longer at",
+        413: "Body larger than MAX_BODY_BYTES",
+        415: "Body is not JSON",
+        503: "Database unreachable or pool exhausted; retry after `Retry-After` seconds",
+    }
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
+
+
+def drop_422_from_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents validation errors as 422; this API answers them with 400."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return document

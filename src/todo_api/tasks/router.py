@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from todo_api.auth.dependencies import CurrentUser
+from todo_api.errors import error_responses
 from todo_api.runtime import SessionDep
 from todo_api.tasks import repository
 from todo_api.tasks.etags import matches_if_none_match, task_etag, versions_from_if_match
@@ -19,7 +20,13 @@ from todo_api.tasks.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/api/tasks",
+    tags=["tasks"],
+    responses=error_responses(400, 401, 503),
+)
+ONE_TASK_ERRORS = error_responses(403, 404)
+BODY_ERRORS = error_responses(413, 415)
 
 IfMatch = Annotated[
     str | None, Header(description="Only change the task if it is still at this ETag.")
@@ -51,7 +58,11 @@ async def list_tasks(
 
 
 @router.post(
-    "", response_model=TaskRead, status_code=status.HTTP_201_CREATED, summary="Create a task"
+    "",
+    response_model=TaskRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a task",
+    responses=BODY_ERRORS,
 )
 async def create_task(
     body: TaskCreate, request: Request, response: Response, user: CurrentUser, session: SessionDep
@@ -66,7 +77,12 @@ async def task_stats(user: CurrentUser, session: SessionDep) -> TaskStats:
     return await repository.task_stats(session, user.id)
 
 
-@router.get("/{task_id}", response_model=TaskRead, summary="Get one task")
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    summary="Get one task",
+    responses={**ONE_TASK_ERRORS, 304: {"description": "Unchanged since `If-None-Match`"}},
+)
 async def get_task(
     task_id: uuid.UUID,
     response: Response,
@@ -94,30 +110,34 @@ async def _update(
     return _with_etag(response, task)
 
 
-router.add_api_route(
-    "/{task_id}",
-    _update,
-    methods=["PUT"],
-    response_model=TaskRead,
-    summary="Update a task",
-    name="put_task",
-)
-router.add_api_route(
-    "/{task_id}",
-    _update,
-    methods=["PATCH"],
-    response_model=TaskRead,
-    summary="Update a task",
-    name="patch_task",
-)
+for method in ("PUT", "PATCH"):
+    router.add_api_route(
+        "/{task_id}",
+        _update,
+        methods=[method],
+        response_model=TaskRead,
+        summary="Update a task (fields present change, absent stay, null clears)",
+        name=f"{method.lower()}_task",
+        responses={**ONE_TASK_ERRORS, **BODY_ERRORS, **error_responses(412)},
+    )
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a task")
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task",
+    responses=ONE_TASK_ERRORS,
+)
 async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
     await repository.delete_task(session, user.id, task_id)
 
 
-@router.patch("/{task_id}/complete", response_model=TaskRead, summary="Toggle or set completion")
+@router.patch(
+    "/{task_id}/complete",
+    response_model=TaskRead,
+    summary="Toggle or set completion",
+    responses={**ONE_TASK_ERRORS, **BODY_ERRORS},
+)
 async def complete_task(
     task_id: uuid.UUID,
     response: Response,
