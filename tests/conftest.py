@@ -3,6 +3,7 @@ probe that reads the database directly so tests can assert what was (not) writte
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +16,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import AliasChoices
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +29,28 @@ from todo_api.migrations import upgrade_to_head
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TODO_API = str(Path(sys.executable).parent / "todo-api")
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable `Settings` reads, lower-cased (it matches case-insensitively)."""
+    names: set[str] = set()
+    for field_name, field in Settings.model_fields.items():
+        names.add(field_name)
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(choice for choice in alias.choices if isinstance(choice, str))
+        elif isinstance(alias, str):
+            names.add(alias)
+        if field.alias:
+            names.add(field.alias)
+    return {name.lower() for name in names}
+
+
+def environment_without_settings() -> dict[str, str]:
+    """The outer environment minus anything `Settings` would read, for CLI subprocesses."""
+    names = settings_env_names()
+    return {key: value for key, value in os.environ.items() if key.lower() not in names}
 
 
 def _admin_url() -> str:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from todo_api import health
-from todo_api.config import Settings
+from todo_api.config import Settings, announce_generated_secret
 from todo_api.errors import drop_422_from_openapi, install_error_handlers
 from todo_api.limits import BodyGuardMiddleware
 from todo_api.migrations import upgrade_to_head
@@ -77,8 +77,4 @@ def _log_start_up(settings: Settings) -> None:
         },
     )
     if settings.secret_generated:
-        logger.warning(
-            "No BETTER_AUTH_SECRET set: using a generated development secret kept in %s. "
-            "Get a token with: todo-api token --sub demo",
-            settings.data_dir / "jwt-secret",
-        )
+        announce_generated_secret(settings)

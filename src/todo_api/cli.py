@@ -3,13 +3,12 @@
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 
 from pydantic import ValidationError
 
-from todo_api.config import GENERATED_SECRET_FILE, Settings
+from todo_api.config import Settings, announce_generated_secret
 
 
 def _settings() -> Settings:
@@ -46,11 +45,7 @@ def serve(args: argparse.Namespace) -> None:
         # Workers must sign and verify with the secret this process generated. They then see
         # it as configured and stay quiet about it, so the token hint is logged here, once.
         os.environ["BETTER_AUTH_SECRET"] = settings.signing_secret
-        logging.getLogger("todo_api").warning(
-            "No BETTER_AUTH_SECRET set: using a generated development secret kept in %s. "
-            "Get a token with: todo-api token --sub demo",
-            settings.data_dir / GENERATED_SECRET_FILE,
-        )
+        announce_generated_secret(settings)
     uvicorn.run(
         "todo_api.main:create_app_from_environment",
         factory=True,

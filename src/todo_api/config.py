@@ -113,11 +113,25 @@ class Settings(BaseSettings):
         return self.better_auth_secret.get_secret_value()
 
 
+def announce_generated_secret(settings: Settings) -> None:
+    logger.warning(
+        "No BETTER_AUTH_SECRET set: using a generated development secret kept in %s. "
+        "Get a token with: todo-api token --sub demo",
+        settings.data_dir / GENERATED_SECRET_FILE,
+    )
+
+
 def _load_or_create_local_secret(data_dir: Path) -> str:
     """Keep a generated development secret across restarts, so issued tokens stay valid."""
     path = data_dir / GENERATED_SECRET_FILE
     if path.exists():
-        return path.read_text().strip()
+        secret = path.read_text().strip()
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes; "
+                "delete the file to generate a new one, or set BETTER_AUTH_SECRET"
+            )
+        return secret
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     path.touch(mode=0o600)
