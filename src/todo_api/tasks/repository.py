@@ -5,7 +5,7 @@ import enum
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, delete, func, literal, not_, or_, select, tuple_
@@ -16,7 +16,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 from todo_api.db import UTCDateTime, utcnow
 from todo_api.errors import BadRequest, NotPermitted, PreconditionFailed, TaskNotFound
 from todo_api.pagination import INVALID_CURSOR, decode_cursor, encode_cursor
-from todo_api.tasks.models import NoDueDate, Task, due_date_key, priority_rank, title_key
+from todo_api.tasks.models import (
+    PRIORITIES,
+    NoDueDate,
+    Task,
+    due_date_key,
+    priority_rank,
+    title_key,
+)
 from todo_api.tasks.schemas import Order, SortField, TaskListQuery, TaskStats
 
 
@@ -30,10 +37,18 @@ class SortKey:
     to_sql: Callable[[Any], ColumnElement[Any]]
 
 
+# Cursors come back from clients, so every value is checked as strictly as a request body.
+MAX_TITLE_KEY_LENGTH = 400  # lower() may lengthen a 200-character title
+
+
 def _timestamp(value: Any) -> ColumnElement[Any]:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("cursor timestamp without offset")
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("cursor timestamp out of range") from None
     return literal(parsed, UTCDateTime())
 
 
@@ -42,14 +57,14 @@ def _due_date(value: Any) -> ColumnElement[Any]:
 
 
 def _text(value: Any) -> ColumnElement[Any]:
-    if not isinstance(value, str):
-        raise TypeError("cursor title is not text")
+    if not isinstance(value, str) or "\x00" in value or len(value) > MAX_TITLE_KEY_LENGTH:
+        raise TypeError("cursor title is not a title")
     return literal(value)
 
 
 def _rank(value: Any) -> ColumnElement[Any]:
-    if not isinstance(value, int):
-        raise TypeError("cursor rank is not an integer")
+    if type(value) is not int or not 0 <= value <= len(PRIORITIES):
+        raise TypeError("cursor rank is not a priority rank")
     return literal(value)
 
 

@@ -4,7 +4,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
@@ -137,7 +145,8 @@ class TaskStats(BaseModel):
 
 
 class TaskListQuery(BaseModel):
-    """Query parameters of `GET /api/tasks`."""
+    """Query parameters of `GET /api/tasks`. An empty value (`priority=`) means "not given",
+    as forms send it."""
 
     status: Status = Field("all", description="Completion filter.")
     priority: Priority | None = Field(None, description="Only tasks of this priority.")
@@ -155,3 +164,10 @@ class TaskListQuery(BaseModel):
     cursor: str | None = Field(
         None, max_length=1024, description="Position from the previous page's `Link` header."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_absent(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if value != ""}
+        return values
