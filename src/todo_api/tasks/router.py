@@ -96,7 +96,7 @@ async def get_task(
     return _with_etag(response, task)
 
 
-async def _update(
+async def update_task(
     task_id: uuid.UUID,
     body: TaskUpdate,
     response: Response,
@@ -113,7 +113,7 @@ async def _update(
 for method in ("PUT", "PATCH"):
     router.add_api_route(
         "/{task_id}",
-        _update,
+        update_task,
         methods=[method],
         response_model=TaskRead,
         summary="Update a task (fields present change, absent stay, null clears)",
