@@ -18,7 +18,17 @@ $(INSTALLED): pyproject.toml requirements.lock
 run: install  ## serve on http://127.0.0.1:8000 (SQLite and a generated dev secret unless configured)
 	$(BIN)/todo-api serve
 
-test: install  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
+# A real Better Auth server (Node) for the end-to-end token test; skipped without npm outside CI.
+BETTER_AUTH := tests/better_auth/node_modules/.package-lock.json
+
+$(BETTER_AUTH): tests/better_auth/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/better_auth --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the real Better Auth test will be skipped (it fails under CI=true)"; \
+	fi
+
+test: install $(BETTER_AUTH)  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
 	$(BIN)/pytest
 
 lint: install
@@ -35,4 +45,4 @@ lock:  ## re-pin requirements.lock after changing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/better_auth/node_modules

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from todo_api import health
+from todo_api.auth.router import router as accounts_router
 from todo_api.config import Settings, announce_generated_secret
 from todo_api.errors import drop_422_from_openapi, install_error_handlers
 from todo_api.limits import BodyGuardMiddleware
@@ -31,8 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _log_start_up(settings)
         if settings.auto_migrate:
             await upgrade_to_head(runtime.engine)
+        if runtime.jwks is not None:
+            # Warm the key cache; if the issuer is down it is fetched on the first token.
+            await runtime.jwks.refresh()
         yield
-        await runtime.engine.dispose()
+        await runtime.close()
 
     app = FastAPI(
         title="Todo API",
@@ -46,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tasks_router)
+    if settings.accounts_active:
+        app.include_router(accounts_router)
 
     # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -69,11 +75,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _log_start_up(settings: Settings) -> None:
+    key_sources = []
+    if settings.signing_secret is not None:
+        generated = " (generated)" if settings.secret_generated else ""
+        key_sources.append(f"HS256 shared secret{generated}")
+    if settings.jwks_url is not None:
+        key_sources.append(
+            f"JWKS {settings.jwks_url} ({', '.join(settings.jwt_algorithms)}; "
+            f"iss={settings.jwks_issuer}, aud={settings.jwks_audience})"
+        )
     logger.info(
-        "starting",
+        "starting: tokens verified with %s",
+        " and ".join(key_sources),
         extra={
             "database": settings.resolved_database_url.split("://", 1)[0],
-            "key_source": "jwks" if settings.jwks_configured else "secret",
+            "accounts": settings.accounts_active,
         },
     )
     if settings.secret_generated:

@@ -41,7 +41,7 @@ def serve(args: argparse.Namespace) -> None:
         # Migrate once here, not in each worker; the workers inherit AUTO_MIGRATE=false.
         asyncio.run(_migrate(settings))
         os.environ["AUTO_MIGRATE"] = "false"
-    if settings.secret_generated:
+    if settings.secret_generated and settings.signing_secret:
         # Workers must sign and verify with the secret this process generated. They then see
         # it as configured and stay quiet about it, so the token hint is logged here, once.
         os.environ["BETTER_AUTH_SECRET"] = settings.signing_secret
@@ -68,9 +68,13 @@ def migrate(_args: argparse.Namespace) -> None:
 def token(args: argparse.Namespace) -> None:
     from todo_api.auth.tokens import issue_token
 
-    print(
-        issue_token(_settings(), args.sub, email=args.email, name=args.name, ttl_seconds=args.ttl)
-    )
+    try:
+        token = issue_token(
+            _settings(), args.sub, email=args.email, name=args.name, ttl_seconds=args.ttl
+        )
+    except ValueError as exc:
+        raise SystemExit(f"todo-api: {exc}") from None
+    print(token)
 
 
 def openapi(_args: argparse.Namespace) -> None:

@@ -6,12 +6,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
 MIN_SECRET_BYTES = 32
+# Better Auth's `jwt` plugin signs with one of these (EdDSA by default).
+DEFAULT_JWKS_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
 GENERATED_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name)
 
 
@@ -32,11 +37,20 @@ class Settings(BaseSettings):
     db_statement_cache: bool = True
 
     better_auth_secret: SecretStr | None = None
-    better_auth_url: str | None = None
-    jwt_jwks_url: str | None = None
+    better_auth_url: HttpUrl | None = None
+    jwt_jwks_url: HttpUrl | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = list(DEFAULT_JWKS_ALGORITHMS)
     jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwt_jwks_cache_seconds: int = Field(default=300, ge=1)
+    jwt_jwks_cooldown_seconds: float = Field(default=30.0, ge=0)
+
+    accounts_enabled: bool | None = None
+    account_token_ttl_seconds: int = Field(default=86400, ge=60)
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
 
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -48,6 +62,24 @@ class Settings(BaseSettings):
 
     # True when no secret was configured and one was generated into `data_dir`.
     secret_generated: bool = Field(default=False, exclude=True)
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _only_asymmetric(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if unknown or not value:
+            raise ValueError(
+                f"JWT_ALGORITHMS may only name public-key algorithms "
+                f"({', '.join(sorted(ASYMMETRIC_ALGORITHMS))}); got {', '.join(unknown) or 'none'}"
+            )
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -85,6 +117,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_key_material(self) -> Self:
+        if self.accounts_enabled and self.better_auth_secret is None and self.jwks_configured:
+            raise ValueError("ACCOUNTS_ENABLED needs BETTER_AUTH_SECRET to sign account tokens")
         if self.better_auth_secret is not None or self.jwks_configured:
             return self
         if self.environment == "production":
@@ -102,14 +136,52 @@ class Settings(BaseSettings):
         return bool(self.better_auth_url or self.jwt_jwks_url)
 
     @property
+    def jwks_url(self) -> str | None:
+        """`JWT_JWKS_URL`, else Better Auth's endpoint under `BETTER_AUTH_URL`."""
+        if self.jwt_jwks_url is not None:
+            return str(self.jwt_jwks_url)
+        if self.better_auth_url is not None:
+            return str(self.better_auth_url).rstrip("/") + "/api/auth/jwks"
+        return None
+
+    @property
+    def jwks_issuer(self) -> str | None:
+        """Expected `iss` of JWKS-verified tokens: Better Auth uses its origin."""
+        return self.jwt_issuer or self._better_auth_origin
+
+    @property
+    def jwks_audience(self) -> str | None:
+        return self.jwt_audience or self._better_auth_origin
+
+    @property
+    def _better_auth_origin(self) -> str | None:
+        url = self.better_auth_url
+        if url is None:
+            return None
+        port = (
+            f":{url.port}"
+            if url.port and url.port != {"http": 80, "https": 443}.get(url.scheme)
+            else ""
+        )
+        return f"{url.scheme}://{url.host}{port}"
+
+    @property
+    def accounts_active(self) -> bool:
+        """Built-in signup/login: as configured, else on with a secret and no JWKS."""
+        if self.accounts_enabled is not None:
+            return self.accounts_enabled and self.better_auth_secret is not None
+        return self.better_auth_secret is not None and not self.jwks_configured
+
+    @property
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file in `data_dir` when none is set."""
         return self.database_url or f"sqlite:///{self.data_dir / 'todo.db'}"
 
     @property
-    def signing_secret(self) -> str:
-        """The HS256 key: configured or generated, always present after validation."""
-        assert self.better_auth_secret is not None
+    def signing_secret(self) -> str | None:
+        """The HS256 key, configured or generated; None when only JWKS is configured."""
+        if self.better_auth_secret is None:
+            return None
         return self.better_auth_secret.get_secret_value()
 
 

@@ -61,6 +61,24 @@ class TaskNotFound(ResourceNotFound):
     detail = "Task not found"
 
 
+class InvalidCredentials(TodoApiError):
+    status_code = 401
+    detail = "Invalid email or password."
+
+
+class EmailTaken(TodoApiError):
+    status_code = 409
+    detail = "An account with this email already exists."
+
+
+class TooManyAttempts(TodoApiError):
+    status_code = 429
+    detail = "Too many failed logins; try again later."
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after_seconds)})
+
+
 class PreconditionFailed(TodoApiError):
     status_code = 412
     detail = "The task has changed since the given ETag; fetch it again."
@@ -174,9 +192,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, malformed, expired or wrongly signed bearer token",
         403: "The task belongs to someone else",
         404: "No such task",
+        409: "An account with this email already exists",
         412: "`If-Match` names a version the task is no longer at",
         413: "Body larger than MAX_BODY_BYTES",
         415: "Body is not JSON",
+        429: "Too many failed logins; retry after `Retry-After` seconds",
         503: "Database unreachable or pool exhausted; retry after `Retry-After` seconds",
     }
     return {

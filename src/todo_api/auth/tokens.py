@@ -5,11 +5,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 
+from todo_api.auth.jwks import JwksClient
 from todo_api.config import Settings
 from todo_api.errors import InvalidToken
 
 MAX_TOKEN_BYTES = 8192
+MALFORMED = "Token is malformed or its signature is invalid."
 MAX_SUBJECT_LENGTH = 255
 SECRET_ALGORITHMS = ("HS256",)
 
@@ -23,28 +26,48 @@ class Identity:
     name: str | None = None
 
 
-class TokenVerifier:
-    """Checks signature, algorithm, expiry and (when configured) issuer and audience."""
+@dataclass(frozen=True, slots=True)
+class _KeyRules:
+    """What a token verified by one key source must satisfy."""
 
-    def __init__(self, settings: Settings) -> None:
+    issuer: str | None
+    audience: str | None
+
+
+class TokenVerifier:
+    """Checks signature, algorithm, expiry and (when configured) issuer and audience.
+
+    The token's `alg` picks the key source, and each source has its own allow-list: HS256
+    only with the shared secret, public-key algorithms only with the JWKS. So an HS256 token
+    "signed" with a public key, or `alg: none`, finds no key at all.
+    """
+
+    def __init__(self, settings: Settings, jwks: JwksClient | None = None) -> None:
         self._secret = settings.signing_secret
-        self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
+        self._jwks = jwks
+        self._jwks_algorithms = frozenset(settings.jwt_algorithms) if jwks else frozenset()
         self._leeway = settings.jwt_leeway_seconds
+        self._secret_rules = _KeyRules(settings.jwt_issuer, settings.jwt_audience)
+        self._jwks_rules = _KeyRules(settings.jwks_issuer, settings.jwks_audience)
 
     async def verify(self, token: str) -> Identity:
         """Return who the token speaks for, or raise `InvalidToken` saying why not."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("Token is too large.")
         try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken(MALFORMED) from None
+        key, rules = await self._key_for(header)
+        try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=list(SECRET_ALGORITHMS),
-                issuer=self._issuer,
-                audience=self._audience,
+                key,
+                algorithms=[header["alg"]],
+                issuer=rules.issuer,
+                audience=rules.audience,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+                options={"require": ["exp", "sub"], "verify_aud": rules.audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("Token has expired.") from None
@@ -55,8 +78,22 @@ class TokenVerifier:
         except (jwt.InvalidIssuerError, jwt.InvalidAudienceError):
             raise InvalidToken("Token was issued for another issuer or audience.") from None
         except jwt.InvalidTokenError:
-            raise InvalidToken("Token is malformed or its signature is invalid.") from None
+            raise InvalidToken(MALFORMED) from None
         return identity_from_claims(claims)
+
+    async def _key_for(self, header: dict[str, Any]) -> tuple[str | PyJWK, _KeyRules]:
+        algorithm = header.get("alg")
+        if algorithm in SECRET_ALGORITHMS and self._secret is not None:
+            return self._secret, self._secret_rules
+        if algorithm in self._jwks_algorithms and self._jwks is not None:
+            kid = header.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise InvalidToken(MALFORMED)
+            key = await self._jwks.key_for(kid, algorithm)
+            if key is None:
+                raise InvalidToken("Token was signed with an unknown key.")
+            return key, self._jwks_rules
+        raise InvalidToken("Token algorithm is not accepted.")
 
 
 def identity_from_claims(claims: dict[str, Any]) -> Identity:
@@ -83,6 +120,9 @@ def issue_token(
     ttl_seconds: int = 3600,
 ) -> str:
     """Sign a token with the configured (or generated) secret, as the frontend would."""
+    secret = settings.signing_secret
+    if secret is None:
+        raise ValueError("no BETTER_AUTH_SECRET is configured to sign tokens with")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
     if email:
@@ -93,4 +133,4 @@ def issue_token(
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
-    return jwt.encode(claims, settings.signing_secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256")
