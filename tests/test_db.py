@@ -1,6 +1,5 @@
 """Database URL normalisation, and an engine built for PgBouncer / Neon's pooler."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -95,11 +94,10 @@ async def test_engine_without_statement_cache_answers_repeated_queries(
             for value in (7, 8):
                 result = await connection.execute(text("SELECT CAST(:v AS int) + 1"), {"v": value})
                 assert result.scalar_one() == value + 1
-            # Nothing outlives its query: the only prepared statement is the one running now,
-            # under a unique name, so a pooler handing the connection on cannot collide.
+            # Nothing outlives its query: statements are unnamed, so none stays allocated on
+            # a server connection that a pooler hands on to another client.
             prepared = (await connection.execute(text(PREPARED))).all()
-            assert [statement for _, statement in prepared] == [PREPARED]
-            assert re.fullmatch(r"__asyncpg_[0-9a-f-]{36}__", prepared[0][0])
+            assert prepared == []
         async with engine.connect() as connection:
             assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
     finally:

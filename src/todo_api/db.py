@@ -1,18 +1,15 @@
-"""Database plumbing: URL normalisation, the engine, the request session, shared column types."""
+"""Database plumbing: URL normalisation, the engine and its pool, shared column types."""
 
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
@@ -28,6 +25,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+PING_AFTER_IDLE_SECONDS = 10.0
 
 # libpq options that asyncpg does not understand; `sslmode` is translated to `ssl` instead.
 _LIBPQ_ONLY_OPTIONS = {"sslmode", "channel_binding", "gssencmode", "target_session_attrs"}
@@ -99,16 +98,42 @@ def create_engine(settings: Settings) -> AsyncEngine:
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
         connect_args = {
             "statement_cache_size": 0,
-            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+            # Unnamed statements: a named one would stay allocated on whichever server
+            # connection the pooler picked, piling up there until it recycles the connection.
+            "prepared_statement_name_func": lambda: "",
         }
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping a pooled connection before use, if it sat idle for a while.
+
+    A connection in steady use has just proven itself, and pinging it on every checkout would
+    double the round trips of a one-statement request. An idle one may have been cut by the
+    server, a proxy or a failover; a failed ping makes the pool replace it.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _remember_idle_since(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever the driver raises, the connection is unusable
+            raise DisconnectionError() from exc
 
 
 def _create_sqlite_engine(url: URL) -> AsyncEngine:
@@ -124,20 +149,3 @@ def _create_sqlite_engine(url: URL) -> AsyncEngine:
         cursor.close()
 
     return engine
-
-
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # Objects stay readable after commit: responses are serialised once the transaction is over.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-@asynccontextmanager
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A unit of work: commit when the block ends normally, roll back when it raises."""
-    async with factory() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()

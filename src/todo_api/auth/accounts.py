@@ -3,11 +3,11 @@ the same kind of HS256 bearer token the shared-secret mode accepts."""
 
 import secrets
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_api.auth import repository
-from todo_api.auth.models import User
 from todo_api.auth.passwords import hash_password, verify_password
+from todo_api.auth.repository import UserRow
 from todo_api.auth.schemas import AccountUser, LoginRequest, SessionToken, SignupRequest
 from todo_api.auth.throttle import LoginThrottle
 from todo_api.auth.tokens import issue_token
@@ -20,7 +20,7 @@ def new_user_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _session_token(settings: Settings, user: User) -> SessionToken:
+def _session_token(settings: Settings, user: UserRow) -> SessionToken:
     token = issue_token(
         settings,
         user.id,
@@ -31,11 +31,13 @@ def _session_token(settings: Settings, user: User) -> SessionToken:
     return SessionToken(token=token, user=AccountUser.model_validate(user))
 
 
-async def sign_up(session: AsyncSession, settings: Settings, body: SignupRequest) -> SessionToken:
-    if await repository.find_user_by_email(session, body.email) is not None:
+async def sign_up(
+    connection: AsyncConnection, settings: Settings, body: SignupRequest
+) -> SessionToken:
+    if await repository.find_user_by_email(connection, body.email) is not None:
         raise EmailTaken()
     user = await repository.create_account(
-        session,
+        connection,
         user_id=new_user_id(),
         email=body.email,
         name=body.name,
@@ -45,7 +47,7 @@ async def sign_up(session: AsyncSession, settings: Settings, body: SignupRequest
 
 
 async def log_in(
-    session: AsyncSession,
+    connection: AsyncConnection,
     settings: Settings,
     throttle: LoginThrottle,
     body: LoginRequest,
@@ -55,7 +57,7 @@ async def log_in(
     wait = throttle.retry_after(body.email, client)
     if wait is not None:
         raise TooManyAttempts(wait)
-    user = await repository.find_user_by_email(session, body.email)
+    user = await repository.find_user_by_email(connection, body.email)
     # Always verify, even without a user: the hash check is what makes both answers take as long.
     password_hash = user.password_hash if user is not None else None
     password_matches = await verify_password(body.password, password_hash)

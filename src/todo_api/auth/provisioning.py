@@ -2,7 +2,7 @@
 
 from collections import OrderedDict
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from todo_api.auth.repository import create_user_if_missing
 from todo_api.auth.tokens import Identity
@@ -15,8 +15,8 @@ class UserProvisioner:
     the database even when the request that triggered it later fails.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], capacity: int = 50_000):
-        self._sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, capacity: int = 50_000):
+        self._engine = engine
         self._capacity = capacity
         self._known: OrderedDict[str, None] = OrderedDict()
 
@@ -24,8 +24,8 @@ class UserProvisioner:
         if identity.id in self._known:
             self._known.move_to_end(identity.id)
             return
-        async with self._sessionmaker.begin() as session:
-            await create_user_if_missing(session, identity)
+        async with self._engine.begin() as connection:
+            await create_user_if_missing(connection, identity)
         self._known[identity.id] = None
         if len(self._known) > self._capacity:
             self._known.popitem(last=False)

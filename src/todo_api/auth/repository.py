@@ -1,23 +1,31 @@
 """SQL for the `users` table."""
 
-from sqlalchemy import func, select
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_api.auth.models import User
 from todo_api.auth.tokens import Identity
 from todo_api.db import utcnow
 from todo_api.errors import EmailTaken
 
+users_table = cast(Table, User.__table__)
+columns = users_table.c
 
-async def create_user_if_missing(session: AsyncSession, identity: Identity) -> None:
+# A user as read from the database: attribute access by column name (`row.email`).
+UserRow = Row[Any]
+
+
+async def create_user_if_missing(connection: AsyncConnection, identity: Identity) -> None:
     """Insert the caller's row on first use; an existing row (or a concurrent insert) is fine.
 
     If the token's email already belongs to another row, the row is created without it: the
     id is what tasks hang on, the email is only informative.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     now = utcnow()
     values = {
         "id": identity.id,
@@ -26,40 +34,43 @@ async def create_user_if_missing(session: AsyncSession, identity: Identity) -> N
         "created_at": now,
         "updated_at": now,
     }
-    created = await session.scalar(
-        dialect.insert(User).values(values).on_conflict_do_nothing().returning(User.id)
+    created = await connection.scalar(
+        dialect.insert(users_table).values(values).on_conflict_do_nothing().returning(columns.id)
     )
     if created is None and identity.email is not None:
-        await session.execute(
-            dialect.insert(User).values({**values, "email": None}).on_conflict_do_nothing()
+        await connection.execute(
+            dialect.insert(users_table).values({**values, "email": None}).on_conflict_do_nothing()
         )
 
 
-async def get_user(session: AsyncSession, user_id: str) -> User | None:
-    return await session.get(User, user_id)
+async def get_user(connection: AsyncConnection, user_id: str) -> UserRow | None:
+    return (await connection.execute(select(users_table).where(columns.id == user_id))).first()
 
 
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+async def find_user_by_email(connection: AsyncConnection, email: str) -> UserRow | None:
     """`email` must already be normalised (lower case); the unique index is on lower(email)."""
-    return await session.scalar(select(User).where(func.lower(User.email) == email))
+    stmt = select(users_table).where(func.lower(columns.email) == email)
+    return (await connection.execute(stmt)).first()
 
 
 async def create_account(
-    session: AsyncSession, *, user_id: str, email: str, name: str, password_hash: str
-) -> User:
+    connection: AsyncConnection, *, user_id: str, email: str, name: str, password_hash: str
+) -> UserRow:
     """A built-in account; `EmailTaken` if any user row already has this email."""
     now = utcnow()
-    user = User(
-        id=user_id,
-        email=email,
-        name=name,
-        password_hash=password_hash,
-        created_at=now,
-        updated_at=now,
+    stmt = (
+        insert(users_table)
+        .values(
+            id=user_id,
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*users_table.c)
     )
-    session.add(user)
     try:
-        await session.flush()
+        return (await connection.execute(stmt)).one()
     except IntegrityError:
         raise EmailTaken() from None
-    return user

@@ -6,7 +6,7 @@ from todo_api.auth import accounts, repository
 from todo_api.auth.dependencies import CurrentUser
 from todo_api.auth.schemas import AccountUser, LoginRequest, SessionToken, SignupRequest
 from todo_api.errors import ResourceNotFound, error_responses
-from todo_api.runtime import RuntimeDep, SessionDep
+from todo_api.runtime import DatabaseDep, RuntimeDep
 
 router = APIRouter(prefix="/api/auth", tags=["accounts"], responses=error_responses(400, 503))
 
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/api/auth", tags=["accounts"], responses=error_respon
     summary="Create an account and get a token",
     responses=error_responses(409, 413, 415),
 )
-async def signup(body: SignupRequest, runtime: RuntimeDep, session: SessionDep) -> SessionToken:
-    return await accounts.sign_up(session, runtime.settings, body)
+async def signup(body: SignupRequest, runtime: RuntimeDep, db: DatabaseDep) -> SessionToken:
+    return await accounts.sign_up(db, runtime.settings, body)
 
 
 @router.post(
@@ -29,10 +29,10 @@ async def signup(body: SignupRequest, runtime: RuntimeDep, session: SessionDep) 
     responses=error_responses(401, 413, 415, 429),
 )
 async def login(
-    body: LoginRequest, request: Request, runtime: RuntimeDep, session: SessionDep
+    body: LoginRequest, request: Request, runtime: RuntimeDep, db: DatabaseDep
 ) -> SessionToken:
     client = request.client.host if request.client else "unknown"
-    return await accounts.log_in(session, runtime.settings, runtime.login_throttle, body, client)
+    return await accounts.log_in(db, runtime.settings, runtime.login_throttle, body, client)
 
 
 @router.get(
@@ -41,8 +41,8 @@ async def login(
     summary="Who the token is for",
     responses=error_responses(401),
 )
-async def me(user: CurrentUser, session: SessionDep) -> AccountUser:
-    row = await repository.get_user(session, user.id)
+async def me(user: CurrentUser, db: DatabaseDep) -> AccountUser:
+    row = await repository.get_user(db, user.id)
     if row is None:  # provisioned by CurrentUser; only a concurrent delete gets here
         raise ResourceNotFound("User not found")
     return AccountUser.model_validate(row)

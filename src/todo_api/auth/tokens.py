@@ -13,6 +13,10 @@ from todo_api.errors import InvalidToken
 
 MAX_TOKEN_BYTES = 8192
 MALFORMED = "Token is malformed or its signature is invalid."
+# Verified tokens remembered per process (see `TokenVerifier._remember`).
+MAX_REMEMBERED_TOKENS = 10_000
+MAX_REMEMBERED_TOKEN_BYTES = 2048
+MAX_REMEMBER_SECONDS = 300
 MAX_SUBJECT_LENGTH = 255
 SECRET_ALGORITHMS = ("HS256",)
 
@@ -48,12 +52,32 @@ class TokenVerifier:
         self._jwks_algorithms = frozenset(settings.jwt_algorithms) if jwks else frozenset()
         self._leeway = settings.jwt_leeway_seconds
         self._secret_rules = _KeyRules(settings.jwt_issuer, settings.jwt_audience)
+        self._verified: dict[str, tuple[Identity, float]] = {}
         self._jwks_rules = _KeyRules(settings.jwks_issuer, settings.jwks_audience)
 
     async def verify(self, token: str) -> Identity:
         """Return who the token speaks for, or raise `InvalidToken` saying why not."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("Token is too large.")
+        remembered = self._verified.get(token)
+        if remembered is not None and time.time() < remembered[1]:
+            return remembered[0]
+        identity, expires_at = await self._verify_signed(token)
+        self._remember(token, identity, expires_at)
+        return identity
+
+    def _remember(self, token: str, identity: Identity, expires_at: float) -> None:
+        """Keep a verified token's identity until it expires (or for a few minutes at most):
+        a frontend sends the same token on every request, and checking its signature and
+        claims again each time costs more than the database query the request then makes."""
+        if len(token) > MAX_REMEMBERED_TOKEN_BYTES:
+            return
+        if len(self._verified) >= MAX_REMEMBERED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        good_until = min(expires_at + self._leeway, time.time() + MAX_REMEMBER_SECONDS)
+        self._verified[token] = (identity, good_until)
+
+    async def _verify_signed(self, token: str) -> tuple[Identity, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -79,7 +103,7 @@ class TokenVerifier:
             raise InvalidToken("Token was issued for another issuer or audience.") from None
         except jwt.InvalidTokenError:
             raise InvalidToken(MALFORMED) from None
-        return identity_from_claims(claims)
+        return identity_from_claims(claims), float(claims["exp"])
 
     async def _key_for(self, header: dict[str, Any]) -> tuple[str | PyJWK, _KeyRules]:
         algorithm = header.get("alg")

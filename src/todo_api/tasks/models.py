@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     Uuid,
     case,
     false,
@@ -75,20 +76,25 @@ def _literal(sql: str) -> ColumnElement[Any]:
     return literal_column(sql)
 
 
+# The table itself: queries are built on its columns (Core), not on the mapped class, which
+# keeps the ORM's per-row bookkeeping off the hot path.
+tasks_table = cast(Table, Task.__table__)
+columns = tasks_table.c
+
 # Sort keys. Each is NOT NULL, so a keyset cursor can compare it as one row value.
-title_key: ColumnElement[str] = func.lower(Task.title)
-due_date_key: ColumnElement[datetime] = func.coalesce(Task.due_date, NoDueDate())
+title_key: ColumnElement[str] = func.lower(columns.title)
+due_date_key: ColumnElement[datetime] = func.coalesce(columns.due_date, NoDueDate())
 priority_rank: ColumnElement[int] = case(
-    (Task.priority == _literal("'high'"), _literal("3")),
-    (Task.priority == _literal("'medium'"), _literal("2")),
-    (Task.priority == _literal("'low'"), _literal("1")),
+    (columns.priority == _literal("'high'"), _literal("3")),
+    (columns.priority == _literal("'medium'"), _literal("2")),
+    (columns.priority == _literal("'low'"), _literal("1")),
     else_=_literal("0"),
 )
 
 # Every listing is scoped by user and ordered by one key with `id` as tie-breaker; one index
 # per key serves both directions (PostgreSQL scans it backwards for the other one).
-Index("ix_tasks_user_id_created_at_id", Task.user_id, Task.created_at, Task.id)
-Index("ix_tasks_user_id_updated_at_id", Task.user_id, Task.updated_at, Task.id)
-Index("ix_tasks_user_id_title_id", Task.user_id, title_key, Task.id)
-Index("ix_tasks_user_id_due_date_id", Task.user_id, due_date_key, Task.id)
-Index("ix_tasks_user_id_priority_id", Task.user_id, priority_rank, Task.id)
+Index("ix_tasks_user_id_created_at_id", columns.user_id, columns.created_at, columns.id)
+Index("ix_tasks_user_id_updated_at_id", columns.user_id, columns.updated_at, columns.id)
+Index("ix_tasks_user_id_title_id", columns.user_id, title_key, columns.id)
+Index("ix_tasks_user_id_due_date_id", columns.user_id, due_date_key, columns.id)
+Index("ix_tasks_user_id_priority_id", columns.user_id, priority_rank, columns.id)

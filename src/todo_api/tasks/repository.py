@@ -1,5 +1,9 @@
 """All SQL on `tasks`. Every statement is built from the caller's user id, so no query can
-reach another user's row; the one that tells 403 from 404 answers only "whose is it"."""
+reach another user's row; the one that tells 403 from 404 answers only "whose is it".
+
+Each function runs one statement on the happy path (a second, read-only one only to explain a
+miss), on a connection in autocommit mode: every statement is its own transaction.
+"""
 
 import enum
 import uuid
@@ -8,10 +12,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, delete, func, literal, not_, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Row,
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy import update as sql_update
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_api.db import UTCDateTime, utcnow
 from todo_api.errors import BadRequest, NotPermitted, PreconditionFailed, TaskNotFound
@@ -19,19 +37,23 @@ from todo_api.pagination import INVALID_CURSOR, decode_cursor, encode_cursor
 from todo_api.tasks.models import (
     PRIORITIES,
     NoDueDate,
-    Task,
+    columns,
     due_date_key,
     priority_rank,
+    tasks_table,
     title_key,
 )
 from todo_api.tasks.schemas import Order, SortField, TaskListQuery, TaskStats
+
+# A task as read from the database: attribute access by column name (`row.title`).
+TaskRow = Row[Any]
 
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
     """How one `sort=` value orders rows, and how its cursor value round-trips."""
 
-    expression: ColumnElement[Any] | InstrumentedAttribute[Any]
+    expression: ColumnElement[Any]
     default_order: Order
     # Cursor JSON value -> SQL expression to compare the sort key against.
     to_sql: Callable[[Any], ColumnElement[Any]]
@@ -69,8 +91,8 @@ def _rank(value: Any) -> ColumnElement[Any]:
 
 
 SORT_KEYS: dict[SortField, SortKey] = {
-    "created": SortKey(Task.created_at, "desc", _timestamp),
-    "updated": SortKey(Task.updated_at, "desc", _timestamp),
+    "created": SortKey(columns.created_at, "desc", _timestamp),
+    "updated": SortKey(columns.updated_at, "desc", _timestamp),
     "title": SortKey(title_key, "asc", _text),
     "due_date": SortKey(due_date_key, "asc", _due_date),
     "priority": SortKey(priority_rank, "desc", _rank),
@@ -79,7 +101,7 @@ SORT_KEYS: dict[SortField, SortKey] = {
 
 @dataclass(frozen=True, slots=True)
 class TaskPage:
-    tasks: list[Task]
+    tasks: list[TaskRow]
     next_cursor: str | None
 
 
@@ -93,32 +115,32 @@ def resolved_order(query: TaskListQuery) -> Order:
     return query.order or SORT_KEYS[query.sort].default_order
 
 
-def list_tasks_statement(user_id: str, query: TaskListQuery) -> Select[tuple[Task, Any]]:
+def list_tasks_statement(user_id: str, query: TaskListQuery) -> Select[Any]:
     """One page of the caller's tasks: filters, a keyset seek past the cursor, limit + 1 rows
     (the extra row only says whether another page follows)."""
     key = SORT_KEYS[query.sort]
     order = resolved_order(query)
-    stmt = select(Task, key.expression.label("sort_key")).where(Task.user_id == user_id)
+    stmt = select(tasks_table, key.expression.label("sort_key")).where(columns.user_id == user_id)
     if query.status != "all":
-        stmt = stmt.where(Task.completed == (query.status == "completed"))
+        stmt = stmt.where(columns.completed == (query.status == "completed"))
     if query.priority is not None:
-        stmt = stmt.where(Task.priority == query.priority)
+        stmt = stmt.where(columns.priority == query.priority)
     if query.q:
         stmt = stmt.where(
             or_(
-                Task.title.icontains(query.q, autoescape=True),
-                Task.description.icontains(query.q, autoescape=True),
+                columns.title.icontains(query.q, autoescape=True),
+                columns.description.icontains(query.q, autoescape=True),
             )
         )
     if query.cursor is not None:
         value, last_id = _cursor_position(query.cursor, query.sort, order)
-        position = tuple_(key.to_sql(value), literal(last_id, Task.id.type))
-        row = tuple_(key.expression, Task.id)
+        position = tuple_(key.to_sql(value), literal(last_id, columns.id.type))
+        row = tuple_(key.expression, columns.id)
         stmt = stmt.where(row > position if order == "asc" else row < position)
     if order == "asc":
-        stmt = stmt.order_by(key.expression.asc(), Task.id.asc())
+        stmt = stmt.order_by(key.expression.asc(), columns.id.asc())
     else:
-        stmt = stmt.order_by(key.expression.desc(), Task.id.desc())
+        stmt = stmt.order_by(key.expression.desc(), columns.id.desc())
     return stmt.limit(query.limit + 1)
 
 
@@ -135,14 +157,16 @@ def _cursor_position(cursor: str, sort: SortField, order: Order) -> tuple[Any, u
         raise BadRequest(INVALID_CURSOR) from None
 
 
-async def list_tasks_page(session: AsyncSession, user_id: str, query: TaskListQuery) -> TaskPage:
-    rows = (await session.execute(list_tasks_statement(user_id, query))).all()
-    tasks = [row[0] for row in rows[: query.limit]]
+async def list_tasks_page(
+    connection: AsyncConnection, user_id: str, query: TaskListQuery
+) -> TaskPage:
+    rows = (await connection.execute(list_tasks_statement(user_id, query))).all()
+    tasks = rows[: query.limit]
     if len(rows) <= query.limit:
         return TaskPage(tasks, None)
-    last, last_key = rows[query.limit - 1]
+    last = rows[query.limit - 1]
     # The due-date key of an undated task is a sentinel; the cursor says "no date" instead.
-    key = last.due_date if query.sort == "due_date" else last_key
+    key = last.due_date if query.sort == "due_date" else last.sort_key
     cursor = encode_cursor(
         {
             "sort": query.sort,
@@ -154,19 +178,51 @@ async def list_tasks_page(session: AsyncSession, user_id: str, query: TaskListQu
     return TaskPage(tasks, cursor)
 
 
-async def task_ownership(session: AsyncSession, user_id: str, task_id: uuid.UUID) -> Ownership:
+# The statements every request runs are built once, with bound parameters: building and
+# hashing a statement per request costs about as much as running it.
+_OWNED = (columns.id == bindparam("task"), columns.user_id == bindparam("owner"))
+_NOW = bindparam("now", type_=UTCDateTime())
+_OWNERSHIP = select(columns.user_id == bindparam("owner")).where(columns.id == bindparam("task"))
+_GET = select(tasks_table).where(*_OWNED)
+_DELETE = delete(tasks_table).where(*_OWNED).returning(columns.id)
+_TOGGLE = (
+    sql_update(tasks_table)
+    .where(*_OWNED)
+    .values(completed=not_(columns.completed), updated_at=_NOW)
+    .returning(*tasks_table.c)
+)
+_SET_COMPLETED = (
+    sql_update(tasks_table)
+    .where(*_OWNED)
+    .values(
+        completed=bindparam("set_to"),
+        # Setting the value it already has is no change, so the version (ETag) stays.
+        updated_at=case((columns.completed == bindparam("set_to"), columns.updated_at), else_=_NOW),
+    )
+    .returning(*tasks_table.c)
+)
+_STATS = select(
+    func.count(),
+    func.count().filter(columns.completed == True),  # noqa: E712 - SQL, not Python truthiness
+    func.count().filter(columns.completed == False, columns.due_date < _NOW),  # noqa: E712
+).where(columns.user_id == bindparam("owner"))
+
+
+async def task_ownership(
+    connection: AsyncConnection, user_id: str, task_id: uuid.UUID
+) -> Ownership:
     """Whose task this is, relative to the caller; reveals nothing else about it."""
-    owned = await session.scalar(select(Task.user_id == user_id).where(Task.id == task_id))
+    owned = await connection.scalar(_OWNERSHIP, {"owner": user_id, "task": task_id})
     if owned is None:
         return Ownership.MISSING
     return Ownership.MINE if owned else Ownership.OTHERS
 
 
 async def _not_found_or_forbidden(
-    session: AsyncSession, user_id: str, task_id: uuid.UUID
+    connection: AsyncConnection, user_id: str, task_id: uuid.UUID
 ) -> Exception:
     """The error for a scoped statement that matched no row."""
-    ownership = await task_ownership(session, user_id, task_id)
+    ownership = await task_ownership(connection, user_id, task_id)
     if ownership is Ownership.OTHERS:
         return NotPermitted()
     if ownership is Ownership.MINE:
@@ -174,97 +230,70 @@ async def _not_found_or_forbidden(
     return TaskNotFound()
 
 
-async def get_task(session: AsyncSession, user_id: str, task_id: uuid.UUID) -> Task:
-    task = await session.scalar(select(Task).where(Task.id == task_id, Task.user_id == user_id))
-    if task is None:
-        raise await _not_found_or_forbidden(session, user_id, task_id)
-    return task
+async def _one_owned(
+    connection: AsyncConnection,
+    statement: Executable,
+    user_id: str,
+    task_id: uuid.UUID,
+    **params: Any,
+) -> TaskRow:
+    """Run a statement scoped to one task of the caller; no row → 403, 404 or 412."""
+    result = await connection.execute(statement, {"owner": user_id, "task": task_id, **params})
+    row = result.first()
+    if row is None:
+        raise await _not_found_or_forbidden(connection, user_id, task_id)
+    return row
 
 
-async def create_task(session: AsyncSession, user_id: str, fields: dict[str, Any]) -> Task:
+async def get_task(connection: AsyncConnection, user_id: str, task_id: uuid.UUID) -> TaskRow:
+    return await _one_owned(connection, _GET, user_id, task_id)
+
+
+async def create_task(connection: AsyncConnection, user_id: str, fields: dict[str, Any]) -> TaskRow:
     now = utcnow()
-    task = Task(user_id=user_id, created_at=now, updated_at=now, **fields)
-    session.add(task)
-    await session.flush()
-    return task
+    values = {"id": uuid.uuid4(), "user_id": user_id, "created_at": now, "updated_at": now}
+    stmt = insert(tasks_table).values({**fields, **values}).returning(*tasks_table.c)
+    return (await connection.execute(stmt)).one()
 
 
 async def update_task(
-    session: AsyncSession,
+    connection: AsyncConnection,
     user_id: str,
     task_id: uuid.UUID,
     changes: dict[str, Any],
     expected_versions: list[datetime] | None = None,
-) -> Task:
+) -> TaskRow:
     """Apply `changes` in one `UPDATE … RETURNING`; with `expected_versions` (from `If-Match`)
     only if the task is still at one of them, else 412 and nothing changes."""
-    version = [] if expected_versions is None else [Task.updated_at.in_(expected_versions)]
-    if not changes:
-        task = await session.scalar(
-            select(Task).where(Task.id == task_id, Task.user_id == user_id, *version)
+    version = [] if expected_versions is None else [columns.updated_at.in_(expected_versions)]
+    if changes:
+        statement: Executable = (
+            sql_update(tasks_table)
+            .where(*_OWNED, *version)
+            .values({**changes, "updated_at": utcnow()})
+            .returning(*tasks_table.c)
         )
-        if task is None:
-            raise await _not_found_or_forbidden(session, user_id, task_id)
-        return task
-    return await _update_returning(
-        session, user_id, task_id, {**changes, "updated_at": utcnow()}, *version
-    )
+    else:
+        statement = select(tasks_table).where(*_OWNED, *version)
+    return await _one_owned(connection, statement, user_id, task_id)
 
 
 async def set_completed(
-    session: AsyncSession, user_id: str, task_id: uuid.UUID, completed: bool | None
-) -> Task:
-    """Flip `completed` (None) or set it, atomically in one statement. Setting the value it
-    already has changes nothing, not even `updated_at`."""
-    now = literal(utcnow(), UTCDateTime())
+    connection: AsyncConnection, user_id: str, task_id: uuid.UUID, completed: bool | None
+) -> TaskRow:
+    """Flip `completed` (None) or set it, atomically in one statement."""
     if completed is None:
-        values: dict[str, Any] = {"completed": not_(Task.completed), "updated_at": now}
-    else:
-        values = {
-            "completed": completed,
-            "updated_at": case((Task.completed == completed, Task.updated_at), else_=now),
-        }
-    return await _update_returning(session, user_id, task_id, values)
-
-
-async def _update_returning(
-    session: AsyncSession,
-    user_id: str,
-    task_id: uuid.UUID,
-    values: dict[str, Any],
-    *conditions: ColumnElement[bool],
-) -> Task:
-    task: Task | None = await session.scalar(
-        sql_update(Task)
-        .where(Task.id == task_id, Task.user_id == user_id, *conditions)
-        .values(values)
-        .returning(Task),
-        execution_options={"synchronize_session": False},
+        return await _one_owned(connection, _TOGGLE, user_id, task_id, now=utcnow())
+    return await _one_owned(
+        connection, _SET_COMPLETED, user_id, task_id, now=utcnow(), set_to=completed
     )
-    if task is None:
-        raise await _not_found_or_forbidden(session, user_id, task_id)
-    return task
 
 
-async def delete_task(session: AsyncSession, user_id: str, task_id: uuid.UUID) -> None:
-    deleted = await session.scalar(
-        delete(Task).where(Task.id == task_id, Task.user_id == user_id).returning(Task.id)
-    )
-    if deleted is None:
-        raise await _not_found_or_forbidden(session, user_id, task_id)
+async def delete_task(connection: AsyncConnection, user_id: str, task_id: uuid.UUID) -> None:
+    await _one_owned(connection, _DELETE, user_id, task_id)
 
 
-async def task_stats(session: AsyncSession, user_id: str) -> TaskStats:
-    now = literal(utcnow(), UTCDateTime())
-    pending = Task.completed == False  # noqa: E712 - SQL comparison, not Python truthiness
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count().filter(Task.completed == True),  # noqa: E712
-                func.count().filter(pending, Task.due_date < now),
-            ).where(Task.user_id == user_id)
-        )
-    ).one()
+async def task_stats(connection: AsyncConnection, user_id: str) -> TaskStats:
+    row = (await connection.execute(_STATS, {"owner": user_id, "now": utcnow()})).one()
     total, completed, overdue = (int(value) for value in row)
     return TaskStats(total=total, completed=completed, pending=total - completed, overdue=overdue)

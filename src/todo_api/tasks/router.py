@@ -7,10 +7,10 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from todo_api.auth.dependencies import CurrentUser
 from todo_api.errors import error_responses
-from todo_api.runtime import SessionDep
+from todo_api.runtime import DatabaseDep
 from todo_api.tasks import repository
 from todo_api.tasks.etags import matches_if_none_match, task_etag, versions_from_if_match
-from todo_api.tasks.models import Task
+from todo_api.tasks.repository import TaskRow
 from todo_api.tasks.schemas import (
     TaskCompletion,
     TaskCreate,
@@ -36,8 +36,8 @@ IfNoneMatch = Annotated[
 ]
 
 
-def _with_etag(response: Response, task: Task) -> Task:
-    response.headers["ETag"] = task_etag(task)
+def _with_etag(response: Response, task: TaskRow) -> TaskRow:
+    response.headers["ETag"] = task_etag(task.updated_at)
     return task
 
 
@@ -47,9 +47,9 @@ async def list_tasks(
     request: Request,
     response: Response,
     user: CurrentUser,
-    session: SessionDep,
-) -> list[Task]:
-    page = await repository.list_tasks_page(session, user.id, query)
+    db: DatabaseDep,
+) -> list[TaskRow]:
+    page = await repository.list_tasks_page(db, user.id, query)
     if page.next_cursor is not None:
         next_url = request.url.include_query_params(cursor=page.next_cursor)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
@@ -65,16 +65,16 @@ async def list_tasks(
     responses=BODY_ERRORS,
 )
 async def create_task(
-    body: TaskCreate, request: Request, response: Response, user: CurrentUser, session: SessionDep
-) -> Task:
-    task = await repository.create_task(session, user.id, body.model_dump())
+    body: TaskCreate, request: Request, response: Response, user: CurrentUser, db: DatabaseDep
+) -> TaskRow:
+    task = await repository.create_task(db, user.id, body.model_dump())
     response.headers["Location"] = str(request.url_for("get_task", task_id=task.id).path)
     return _with_etag(response, task)
 
 
 @router.get("/stats", response_model=TaskStats, summary="Count your tasks")
-async def task_stats(user: CurrentUser, session: SessionDep) -> TaskStats:
-    return await repository.task_stats(session, user.id)
+async def task_stats(user: CurrentUser, db: DatabaseDep) -> TaskStats:
+    return await repository.task_stats(db, user.id)
 
 
 @router.get(
@@ -87,12 +87,13 @@ async def get_task(
     task_id: uuid.UUID,
     response: Response,
     user: CurrentUser,
-    session: SessionDep,
+    db: DatabaseDep,
     if_none_match: IfNoneMatch = None,
-) -> Task | Response:
-    task = await repository.get_task(session, user.id, task_id)
-    if matches_if_none_match(if_none_match, task):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": task_etag(task)})
+) -> TaskRow | Response:
+    task = await repository.get_task(db, user.id, task_id)
+    etag = task_etag(task.updated_at)
+    if matches_if_none_match(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     return _with_etag(response, task)
 
 
@@ -101,11 +102,11 @@ async def update_task(
     body: TaskUpdate,
     response: Response,
     user: CurrentUser,
-    session: SessionDep,
+    db: DatabaseDep,
     if_match: IfMatch = None,
-) -> Task:
+) -> TaskRow:
     task = await repository.update_task(
-        session, user.id, task_id, body.changes(), versions_from_if_match(if_match)
+        db, user.id, task_id, body.changes(), versions_from_if_match(if_match)
     )
     return _with_etag(response, task)
 
@@ -128,8 +129,8 @@ for method in ("PUT", "PATCH"):
     summary="Delete a task",
     responses=ONE_TASK_ERRORS,
 )
-async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
-    await repository.delete_task(session, user.id, task_id)
+async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) -> None:
+    await repository.delete_task(db, user.id, task_id)
 
 
 @router.patch(
@@ -142,9 +143,9 @@ async def complete_task(
     task_id: uuid.UUID,
     response: Response,
     user: CurrentUser,
-    session: SessionDep,
+    db: DatabaseDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
-) -> Task:
+) -> TaskRow:
     completed = None if body is None else body.completed
-    task = await repository.set_completed(session, user.id, task_id, completed)
+    task = await repository.set_completed(db, user.id, task_id, completed)
     return _with_etag(response, task)
