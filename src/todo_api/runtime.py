@@ -62,16 +62,20 @@ class Runtime:
         await self.engine.dispose()
 
 
-async def get_runtime(request: Request) -> Runtime:
-    # async, so FastAPI calls it inline rather than in a worker thread
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    # async, so FastAPI calls it inline rather than in a worker thread
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """A pooled connection in autocommit mode, returned to the pool before the response is sent.
 
     Every statement is its own transaction, committed when it returns, so a 2xx means the
@@ -83,6 +87,7 @@ async def get_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
     driver's prepare and execute must reach the same server connection, which only a
     transaction guarantees, so there each request is one transaction instead.
     """
+    runtime = runtime_of(request)
     if runtime.settings.db_statement_cache:
         async with runtime.autocommit.connect() as connection:
             yield connection

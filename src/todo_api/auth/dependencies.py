@@ -3,33 +3,36 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from todo_api.auth.tokens import Identity
 from todo_api.errors import InvalidToken
-from todo_api.runtime import RuntimeDep
+from todo_api.runtime import runtime_of
 
-bearer_scheme = HTTPBearer(
+
+class BearerAuthentication(HTTPBearer):
+    """The bearer scheme of the OpenAPI document, and the check itself: one dependency that
+    verifies the token and provisions the user (each dependency level costs per request)."""
+
+    async def __call__(self, request: Request) -> Identity:  # type: ignore[override]
+        authorization = request.headers.get("authorization")
+        if not authorization:
+            raise InvalidToken("Missing bearer token.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise InvalidToken("Authorization header must be 'Bearer <token>'.")
+        runtime = runtime_of(request)
+        identity = await runtime.verifier.verify(token.strip())
+        await runtime.users.ensure(identity)
+        request.state.user_id = identity.id
+        return identity
+
+
+bearer_authentication = BearerAuthentication(
     auto_error=False,
     bearerFormat="JWT",
+    scheme_name="HTTPBearer",
     description="A JWT from Better Auth (JWKS) or signed with BETTER_AUTH_SECRET (HS256).",
 )
 
-
-async def current_user(
-    request: Request,
-    runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Identity:
-    """Verify the bearer token; every `/api/tasks` route depends on this."""
-    if credentials is None:
-        if request.headers.get("authorization"):
-            raise InvalidToken("Authorization header must be 'Bearer <token>'.")
-        raise InvalidToken("Missing bearer token.")
-    identity = await runtime.verifier.verify(credentials.credentials)
-    await runtime.users.ensure(identity)
-    request.state.user_id = identity.id
-    return identity
-
-
-CurrentUser = Annotated[Identity, Depends(current_user)]
+CurrentUser = Annotated[Identity, Depends(bearer_authentication)]
