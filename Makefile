@@ -32,13 +32,13 @@ test: install $(BETTER_AUTH)  ## the whole suite: SQLite always, PostgreSQL when
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 lock:  ## re-pin requirements.lock after changing pyproject.toml
 	$(BIN)/pip install --quiet uv
@@ -46,3 +46,17 @@ lock:  ## re-pin requirements.lock after changing pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/better_auth/node_modules
+
+# Load and scaling benchmark on PostgreSQL (bench/README.md). Options: BENCH_ARGS="--quick"
+# or BENCH_* environment variables. Needs wrk: installed here when running as root.
+.PHONY: bench
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; \
+		else \
+			echo "wrk is not installed: run 'sudo apt-get install -y wrk', then 'make bench' again"; \
+			exit 1; \
+		fi; \
+	}
+	$(BIN)/python -m bench $(BENCH_ARGS)
