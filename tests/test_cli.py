@@ -108,3 +108,19 @@ def test_migrate_creates_the_schema_in_a_fresh_sqlite_file(tmp_path: Path) -> No
     )
     assert again.returncode == 0, again.stderr
     assert again.stdout == "database schema is up to date\n"
+
+
+def test_migrate_reports_an_unreachable_database_without_a_traceback(tmp_path: Path) -> None:
+    result = run_cli(
+        "migrate",
+        cwd=tmp_path,
+        DATABASE_URL="postgresql://postgres:hunter2-secret@127.0.0.1:1/nowhere",
+        BETTER_AUTH_SECRET=SECRET,
+    )
+    assert result.returncode != 0
+    assert (
+        "cannot migrate the database at postgresql+asyncpg://postgres:***@127.0.0.1:1/nowhere"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout

@@ -20,12 +20,18 @@ def _settings() -> Settings:
 
 
 async def _migrate(settings: Settings) -> None:
+    from sqlalchemy.exc import DBAPIError
+
     from todo_api.db import create_engine
     from todo_api.migrations import upgrade_to_head
 
     engine = create_engine(settings)
     try:
         await upgrade_to_head(engine)
+    except (DBAPIError, OSError) as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = getattr(exc, "orig", None) or exc
+        raise SystemExit(f"todo-api: cannot migrate the database at {where}: {reason}") from None
     finally:
         await engine.dispose()
 
