@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,24 +91,35 @@ def postgres_admin_url() -> str:
     return url
 
 
+async def _execute(dsn: str, sql: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the admin URL's server, as a plain libpq-style URL;
+    dropped afterwards, connections and all. Call it outside a running event loop."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _asyncpg_dsn(admin_url)
+    asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _asyncpg_dsn(
+            make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        )
+    finally:
+        asyncio.run(_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session, dropped afterwards."""
-    name = f"todo_api_test_{uuid.uuid4().hex[:12]}"
-    admin_dsn = _asyncpg_dsn(postgres_admin_url)
-
-    async def run(sql: str) -> None:
-        connection = await asyncpg.connect(admin_dsn)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_migrate(url))
-    yield url
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(postgres_admin_url, "todo_api_test") as url:
+        asyncio.run(_migrate(url))
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,20 @@
 """The migrations build exactly the schema the models describe, and run both ways."""
 
-import asyncio
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
-from tests.conftest import SECRET
+from tests.conftest import SECRET, throwaway_database
 from todo_api.config import Settings
 from todo_api.db import Base, create_engine
 from todo_api.migrations import alembic_config, upgrade_to_head
@@ -36,19 +32,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
     admin_url: str = request.getfixturevalue("postgres_admin_url")
-    admin_dsn = make_url(admin_url).set(drivername="postgresql").render_as_string(False)
-    name = f"todo_api_migrations_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(admin_dsn)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(admin_url, "todo_api_migrations") as url:
+        yield url
 
 
 @pytest.fixture

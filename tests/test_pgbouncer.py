@@ -35,6 +35,7 @@ from tests.conftest import (
     auth,
     environment_without_settings,
     make_token,
+    throwaway_database,
 )
 from tests.test_server_process import free_port, running_server
 from todo_api.app import create_app
@@ -185,14 +186,6 @@ def bouncer(pgbouncer_binary: str, postgres_url: str, tmp_path: Path) -> Iterato
     """PgBouncer in transaction mode in front of the session's migrated test database."""
     with running_pgbouncer(pgbouncer_binary, postgres_url, tmp_path / "pgbouncer") as running:
         yield running
-
-
-async def execute(url: str, sql: str) -> None:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -611,13 +604,8 @@ async def test_prepared_statements_do_not_pile_up_on_server_connections(
 @pytest.fixture
 def fresh_database(postgres_admin_url: str) -> Iterator[str]:
     """An empty database, which the server migrates through the bouncer."""
-    name = f"todo_api_pgbouncer_{uuid.uuid4().hex[:12]}"
-    admin = plain_dsn(postgres_admin_url)
-    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield plain_dsn(make_url(postgres_admin_url).set(database=name).render_as_string(False))
-    finally:
-        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(postgres_admin_url, "todo_api_pgbouncer") as url:
+        yield url
 
 
 async def http_burst(base_url: str, users: list[str]) -> None:

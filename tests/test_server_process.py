@@ -10,7 +10,6 @@ import sqlite3
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -21,9 +20,13 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.conftest import TODO_API, environment_without_settings, settings_env_names
+from tests.conftest import (
+    TODO_API,
+    environment_without_settings,
+    settings_env_names,
+    throwaway_database,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +43,6 @@ def free_port() -> int:
         return port
 
 
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def execute(dsn: str, sql: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 async def fetch(dsn: str, sql: str) -> list[dict[str, Any]]:
     connection = await asyncpg.connect(dsn)
     try:
@@ -63,13 +54,8 @@ async def fetch(dsn: str, sql: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def smoke_database(postgres_admin_url: str) -> Iterator[str]:
     """A throwaway, empty database (the server migrates it), as a plain libpq-style URL."""
-    name = f"todo_api_smoke_{uuid.uuid4().hex[:12]}"
-    admin = asyncpg_dsn(postgres_admin_url)
-    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
-    try:
-        yield asyncpg_dsn(make_url(postgres_admin_url).set(database=name).render_as_string(False))
-    finally:
-        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(postgres_admin_url, "todo_api_smoke") as url:
+        yield url
 
 
 @dataclass
