@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy.engine import make_url
 
 from tests.conftest import (
@@ -35,10 +34,10 @@ from tests.conftest import (
     auth,
     environment_without_settings,
     make_token,
+    running,
     throwaway_database,
 )
 from tests.test_server_process import free_port, running_server
-from todo_api.app import create_app
 from todo_api.config import Settings
 
 pytestmark = pytest.mark.postgres
@@ -210,15 +209,6 @@ def bounced_settings(bouncer: Bouncer, tmp_path: Path, *, statement_cache: bool)
         log_format="json",
         db_pool_size=APP_POOL_SIZE,
     )
-
-
-@asynccontextmanager
-async def started_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = ASGITransport(app=application, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield application, http
 
 
 def expect(response: httpx.Response, status: int) -> Any:
@@ -526,7 +516,7 @@ async def users(postgres_url: str) -> AsyncIterator[list[str]]:
 async def test_concurrent_mixed_requests_through_transaction_pooling(
     bouncer: Bouncer, postgres_url: str, users: list[str], tmp_path: Path
 ) -> None:
-    async with started_app(bounced_settings(bouncer, tmp_path, statement_cache=False)) as (
+    async with running(bounced_settings(bouncer, tmp_path, statement_cache=False)) as (
         app,
         http,
     ):
@@ -546,7 +536,7 @@ async def test_statement_cache_on_breaks_under_transaction_pooling(
     `__asyncpg_stmt_<n>__` are prepared on one server connection and then looked for (or
     prepared again) on another, which shares them with other clients."""
     statuses: list[int] = []
-    async with started_app(bounced_settings(bouncer, tmp_path, statement_cache=True)) as (_, http):
+    async with running(bounced_settings(bouncer, tmp_path, statement_cache=True)) as (_, http):
         for _ in range(3):
             responses = await asyncio.gather(
                 *(
@@ -592,7 +582,7 @@ async def prepared_statements_per_server_connection(bouncer: Bouncer) -> list[in
 async def test_prepared_statements_do_not_pile_up_on_server_connections(
     bouncer: Bouncer, users: list[str], tmp_path: Path
 ) -> None:
-    async with started_app(bounced_settings(bouncer, tmp_path, statement_cache=False)) as (_, http):
+    async with running(bounced_settings(bouncer, tmp_path, statement_cache=False)) as (_, http):
         await drive(http, users)
     # About 300 requests went through; a bounded number of statements per connection is fine.
     assert max(await prepared_statements_per_server_connection(bouncer)) <= 10

@@ -6,7 +6,6 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from todo_api.app import create_app
+from tests.conftest import running
 from todo_api.config import Settings
 
 JWKS_PATH = "/api/auth/jwks"
@@ -161,16 +159,6 @@ def jwks_settings(sqlite_url: str, tmp_path: Path, issuer: RecordingServer) -> S
         auto_migrate=False,
         jwt_jwks_cooldown_seconds=30,
     )
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
-    """An app started with `settings`, and a client for it."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield app, client
 
 
 @pytest.fixture

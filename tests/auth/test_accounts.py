@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from tests.auth.conftest import running
-from tests.conftest import DatabaseProbe
+from tests.conftest import DatabaseProbe, running
 from todo_api.config import Settings
 
 PASSWORD = "correct horse battery"

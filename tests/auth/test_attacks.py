@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
-from tests.auth.conftest import RecordingServer, SigningKey, better_auth_claims, make_key, running
-from tests.conftest import SECRET
+from tests.auth.conftest import RecordingServer, SigningKey, better_auth_claims, make_key
+from tests.conftest import SECRET, running
 from todo_api.config import Settings
 
 CHALLENGE = 'Bearer error="invalid_token"'

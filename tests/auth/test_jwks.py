@@ -14,9 +14,8 @@ from tests.auth.conftest import (
     SigningKey,
     better_auth_claims,
     make_key,
-    running,
 )
-from tests.conftest import SECRET, make_token
+from tests.conftest import SECRET, make_token, running
 from todo_api.config import Settings
 
 
