@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from todo_api import health
+from todo_api import health, metrics
 from todo_api.auth.router import router as accounts_router
 from todo_api.config import Settings, announce_generated_secret
 from todo_api.errors import drop_422_from_openapi, install_error_handlers
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; nothing here touches the database until start-up."""
     settings = settings or Settings()
     runtime = Runtime.from_settings(settings)
+    pool_size = getattr(runtime.engine.pool, "size", lambda: 0)()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if runtime.jwks is not None:
             # Warm the key cache; if the issuer is down it is fetched on the first token.
             await runtime.jwks.refresh()
+        metrics.observe_pool(runtime.engine, pool_size)
         yield
+        metrics.forget_pool(pool_size)
         await runtime.close()
 
     app = FastAPI(
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_router)
     if settings.accounts_active:
         app.include_router(accounts_router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
 
     # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, hsts_max_age=settings.hsts_max_age)
     return app
 
 

@@ -4,7 +4,10 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -37,8 +40,6 @@ async def _migrate(settings: Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from todo_api.observability import configure_logging
 
     settings = _settings()
@@ -52,12 +53,40 @@ def serve(args: argparse.Namespace) -> None:
         # it as configured and stay quiet about it, so the token hint is logged here, once.
         os.environ["BETTER_AUTH_SECRET"] = settings.signing_secret
         announce_generated_secret(settings)
+    workers = None if args.reload else args.workers
+    metrics_folder = _share_metrics_between_workers() if workers and workers > 1 else None
+    try:
+        _run_server(args, workers)
+    finally:
+        if metrics_folder is not None:
+            shutil.rmtree(metrics_folder, ignore_errors=True)
+
+
+def _share_metrics_between_workers() -> str | None:
+    """Workers add up their metrics through files in one folder (prometheus-client's
+    multiprocess mode): a temporary one, or the operator's, emptied of an earlier run's files.
+    Returns the folder to remove at exit, if this process made it."""
+    from todo_api.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    configured = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink()
+        return None
+    folder = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = folder
+    return folder
+
+
+def _run_server(args: argparse.Namespace, workers: int | None) -> None:
+    import uvicorn
+
     uvicorn.run(
         "todo_api.main:create_app_from_environment",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=None if args.reload else args.workers,
+        workers=workers,
         reload=args.reload,
         log_config=None,
         access_log=False,

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     )
     auto_migrate: bool = True
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # Security headers and metrics (SPEC §8)
+    hsts_max_age: int = Field(default=0, ge=0)
+    metrics_enabled: bool = True
 
     # True when no secret was configured and one was generated into `data_dir`.
     secret_generated: bool = Field(default=False, exclude=True)

@@ -40,11 +40,14 @@ class BadRequest(TodoApiError):
 
 
 class InvalidToken(TodoApiError):
+    """A 401 for the token; `reason` is a short fixed code for metrics, never the token."""
+
     status_code = 401
     detail = "Invalid or missing bearer token."
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, reason: str = "invalid") -> None:
         super().__init__(detail, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        self.reason = reason
 
 
 class NotPermitted(TodoApiError):

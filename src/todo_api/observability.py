@@ -6,15 +6,16 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from todo_api import metrics
 
 logger = logging.getLogger("todo_api")
 access_logger = logging.getLogger("todo_api.access")
 
-REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Attributes a plain LogRecord has; everything else was passed through `extra=` and is logged.
 _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -73,12 +74,32 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
-    """Gives each request an id (kept from the client when sane), echoes it in `X-Request-ID`,
-    writes one access log line, and turns an unhandled exception into a JSON 500."""
+def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
+    """Headers every answer carries (OWASP secure headers for an API). `Cache-Control` is
+    only added where the route set none; HSTS only when configured, since it binds browsers
+    to HTTPS for that long."""
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if hsts_max_age > 0:
+        headers.append(
+            (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode())
+        )
+    return headers
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestContextMiddleware:
+    """The outermost layer, around every request: gives it an id (kept from the client when
+    sane) and echoes it in `X-Request-ID`, adds the security headers, turns an unhandled
+    exception into a JSON 500, and leaves behind one access log line and its metrics.
+
+    One middleware rather than several: each ASGI layer costs on every request."""
+
+    def __init__(self, app: ASGIApp, hsts_max_age: int = 0) -> None:
         self.app = app
+        self.extra_headers = security_headers(hsts_max_age)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,47 +112,62 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = self._answer_headers(message.get("headers", ()), request_id)
             await send(message)
 
+        metrics.IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception:
             logger.exception("unhandled error", extra={"request_id": request_id})
             status = 500
             if not response_started:
-                await _send_internal_error(send, request_id)
+                start, body = _internal_error(request_id)
+                await send_with_headers(start)
+                await send(body)
         finally:
-            route = scope.get("route")
+            metrics.IN_FLIGHT.dec()
+            duration = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
+            metrics.observe_request(
+                scope["method"], route or metrics.UNMATCHED_ROUTE, status, duration
+            )
             access_logger.info(
                 "request",
                 extra={
                     "method": scope["method"],
-                    "route": getattr(route, "path", None),
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(duration * 1000, 2),
                     "request_id": request_id,
                     "user_id": state.get("user_id"),
                 },
             )
 
+    def _answer_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], request_id: str
+    ) -> list[tuple[bytes, bytes]]:
+        answer = [(name, value) for name, value in headers if name.lower() != b"x-request-id"]
+        answer.append((b"x-request-id", request_id.encode()))
+        answer.extend(self.extra_headers)
+        if not any(name.lower() == b"cache-control" for name, _ in answer):
+            answer.append((b"cache-control", b"no-store"))
+        return answer
 
-async def _send_internal_error(send: Send, request_id: str) -> None:
+
+def _internal_error(request_id: str) -> tuple[Message, Message]:
     body = json.dumps({"detail": "Internal server error", "request_id": request_id}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (REQUEST_ID_HEADER.encode(), request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    start = {
+        "type": "http.response.start",
+        "status": 500,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from todo_api import metrics
 from todo_api.auth.tokens import Identity
 from todo_api.errors import InvalidToken
 from todo_api.runtime import runtime_of
@@ -15,17 +16,25 @@ class BearerAuthentication(HTTPBearer):
     verifies the token and provisions the user (each dependency level costs per request)."""
 
     async def __call__(self, request: Request) -> Identity:  # type: ignore[override]
-        authorization = request.headers.get("authorization")
-        if not authorization:
-            raise InvalidToken("Missing bearer token.")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise InvalidToken("Authorization header must be 'Bearer <token>'.")
         runtime = runtime_of(request)
-        identity = await runtime.verifier.verify(token.strip())
+        try:
+            identity = await runtime.verifier.verify(_bearer_token(request))
+        except InvalidToken as refused:
+            metrics.AUTH_FAILURES.labels(refused.reason).inc()
+            raise
         await runtime.users.ensure(identity)
         request.state.user_id = identity.id
         return identity
+
+
+def _bearer_token(request: Request) -> str:
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        raise InvalidToken("Missing bearer token.", reason="missing")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise InvalidToken("Authorization header must be 'Bearer <token>'.", reason="not_bearer")
+    return token.strip()
 
 
 bearer_authentication = BearerAuthentication(

@@ -58,7 +58,7 @@ class TokenVerifier:
     async def verify(self, token: str) -> Identity:
         """Return who the token speaks for, or raise `InvalidToken` saying why not."""
         if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidToken("Token is too large.")
+            raise InvalidToken("Token is too large.", reason="too_large")
         remembered = self._verified.get(token)
         if remembered is not None and time.time() < remembered[1]:
             return remembered[0]
@@ -81,7 +81,7 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise InvalidToken(MALFORMED) from None
+            raise InvalidToken(MALFORMED, reason="malformed") from None
         key, rules = await self._key_for(header)
         try:
             claims = jwt.decode(
@@ -94,15 +94,19 @@ class TokenVerifier:
                 options={"require": ["exp", "sub"], "verify_aud": rules.audience is not None},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("Token has expired.") from None
+            raise InvalidToken("Token has expired.", reason="expired") from None
         except jwt.ImmatureSignatureError:
-            raise InvalidToken("Token is not valid yet.") from None
+            raise InvalidToken("Token is not valid yet.", reason="not_yet_valid") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"Token is missing the '{exc.claim}' claim.") from None
+            raise InvalidToken(
+                f"Token is missing the '{exc.claim}' claim.", reason="missing_claim"
+            ) from None
         except (jwt.InvalidIssuerError, jwt.InvalidAudienceError):
-            raise InvalidToken("Token was issued for another issuer or audience.") from None
+            raise InvalidToken(
+                "Token was issued for another issuer or audience.", reason="wrong_issuer"
+            ) from None
         except jwt.InvalidTokenError:
-            raise InvalidToken(MALFORMED) from None
+            raise InvalidToken(MALFORMED, reason="bad_signature") from None
         return identity_from_claims(claims), float(claims["exp"])
 
     async def _key_for(self, header: dict[str, Any]) -> tuple[str | PyJWK, _KeyRules]:
@@ -112,20 +116,22 @@ class TokenVerifier:
         if algorithm in self._jwks_algorithms and self._jwks is not None:
             kid = header.get("kid")
             if kid is not None and not isinstance(kid, str):
-                raise InvalidToken(MALFORMED)
+                raise InvalidToken(MALFORMED, reason="malformed")
             key = await self._jwks.key_for(kid, algorithm)
             if key is None:
-                raise InvalidToken("Token was signed with an unknown key.")
+                raise InvalidToken("Token was signed with an unknown key.", reason="unknown_key")
             return key, self._jwks_rules
-        raise InvalidToken("Token algorithm is not accepted.")
+        raise InvalidToken("Token algorithm is not accepted.", reason="algorithm_not_accepted")
 
 
 def identity_from_claims(claims: dict[str, Any]) -> Identity:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
-        raise InvalidToken("Token subject must be a string of 1 to 255 characters.")
+        raise InvalidToken(
+            "Token subject must be a string of 1 to 255 characters.", reason="bad_subject"
+        )
     if not subject.isprintable():
-        raise InvalidToken("Token subject contains control characters.")
+        raise InvalidToken("Token subject contains control characters.", reason="bad_subject")
     email = claims.get("email")
     name = claims.get("name")
     return Identity(
