@@ -10,6 +10,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from todo_api import health, metrics
 from todo_api.auth.router import router as accounts_router
 from todo_api.config import Settings, announce_generated_secret
+from todo_api.docs import API_DESCRIPTION, TAGS
+from todo_api.docs import router as docs_router
 from todo_api.errors import drop_422_from_openapi, install_error_handlers
 from todo_api.limits import BodyGuardMiddleware
 from todo_api.migrations import upgrade_to_head
@@ -45,6 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Todo API",
         version="0.1.0",
         summary="Multi-user tasks for a Next.js + Better Auth frontend.",
+        description=API_DESCRIPTION,
+        openapi_tags=TAGS,
+        # /docs and /redoc come from `docs_router`, with their scripts served from here.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -52,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: drop_422_from_openapi(default_openapi())  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs_router)
     app.include_router(tasks_router)
     if settings.accounts_active:
         app.include_router(accounts_router)
