@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean
+.PHONY: install run test lint format lock clean openapi
 
 install: $(INSTALLED)
 
@@ -30,6 +30,15 @@ $(BETTER_AUTH): tests/better_auth/package-lock.json
 
 test: install $(BETTER_AUTH)  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
 	$(BIN)/pytest
+
+# openapi.json is the contract, checked in so that a change to it shows up in review; the
+# tests fail when it differs from the app's document. It describes the default set-up (a
+# shared secret, so the built-in accounts are mounted), whatever the local .env says.
+openapi: install  ## regenerate openapi.json from the app
+	env -i PATH="$$PATH" ACCOUNTS_ENABLED=true \
+		BETTER_AUTH_SECRET=only-for-generating-the-openapi-document-0123456789 \
+		$(BIN)/todo-api openapi > openapi.json.tmp
+	mv openapi.json.tmp openapi.json
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from todo_api.openapi import documented_response, json_example
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "2"
@@ -188,23 +190,56 @@ class ErrorResponse(BaseModel):
     errors: list[FieldError] | None = None
 
 
+def error_response(description: str, example: dict[str, Any], *headers: str) -> dict[str, Any]:
+    """One OpenAPI `responses=` entry of an error: `ErrorResponse`, an example, its headers."""
+    return documented_response(
+        description, *headers, model=ErrorResponse, content=json_example(example)
+    )
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the given error statuses, all with `ErrorResponse`."""
-    descriptions = {
-        400: "Invalid JSON, body, query or path value",
-        401: "Missing, malformed, expired or wrongly signed bearer token",
-        403: "The task belongs to someone else",
-        404: "No such task",
-        409: "An account with this email already exists",
-        412: "`If-Match` names a version the task is no longer at",
-        413: "Body larger than MAX_BODY_BYTES",
-        415: "Body is not JSON",
-        429: "Too many failed logins; retry after `Retry-After` seconds",
-        503: "Database unreachable or pool exhausted; retry after `Retry-After` seconds",
+    documented = {
+        400: error_response(
+            "Invalid JSON, body, query or path value (never 422)",
+            error_body(
+                "Invalid field 'priority': Input should be 'low', 'medium' or 'high'.",
+                errors=[
+                    {"field": "priority", "message": "Input should be 'low', 'medium' or 'high'"}
+                ],
+            ),
+        ),
+        401: error_response(
+            "Missing, malformed, expired or wrongly signed bearer token",
+            error_body(InvalidToken.detail),
+            "WWW-Authenticate",
+        ),
+        403: error_response(
+            "The task belongs to someone else; nothing about it changed",
+            error_body(NotPermitted.detail),
+        ),
+        404: error_response("No such task", error_body(TaskNotFound.detail)),
+        409: error_response(
+            "An account with this email already exists", error_body(EmailTaken.detail)
+        ),
+        412: error_response(
+            "`If-Match` names a version the task is no longer at; nothing changed",
+            error_body(PreconditionFailed.detail),
+        ),
+        413: error_response("Body larger than MAX_BODY_BYTES", error_body(PayloadTooLarge.detail)),
+        415: error_response("Body is not JSON", error_body(UnsupportedMediaType.detail)),
+        429: error_response(
+            "Too many failed logins; retry after `Retry-After` seconds",
+            error_body(TooManyAttempts.detail),
+            "Retry-After",
+        ),
+        503: error_response(
+            "Database unreachable or pool exhausted; retry after `Retry-After` seconds",
+            error_body(ServiceUnavailable.detail),
+            "Retry-After",
+        ),
     }
-    return {
-        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
-    }
+    return {status: documented[status] for status in statuses}
 
 
 def drop_422_from_openapi(document: dict[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from todo_api.errors import RETRY_AFTER_SECONDS
+from todo_api.openapi import documented_response, json_example
 from todo_api.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Liveness: the process answers (no database touch)")
+@router.get(
+    "/health",
+    summary="Liveness: the process answers (no database touch)",
+    responses={200: documented_response("Alive", content=json_example({"status": "healthy"}))},
+)
 async def health() -> dict[str, str]:
     return {"status": "healthy"}
 
@@ -21,7 +26,16 @@ async def health() -> dict[str, str]:
 @router.get(
     "/health/ready",
     summary="Readiness: the database answers",
-    responses={503: {"description": "The database is unreachable"}},
+    responses={
+        200: documented_response(
+            "The database answers", content=json_example({"status": "ready", "database": "ok"})
+        ),
+        503: documented_response(
+            "The database is unreachable",
+            "Retry-After",
+            content=json_example({"status": "unavailable", "database": "unreachable"}),
+        ),
+    },
 )
 async def ready(runtime: RuntimeDep) -> JSONResponse:
     try:

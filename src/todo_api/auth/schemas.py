@@ -66,7 +66,18 @@ class LoginRequest(BaseModel):
 
 
 class AccountUser(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "k3Jq9xVbT2mWcR8sLpN4dF7gH1aZ6eYu",
+                    "email": "ann@example.com",
+                    "name": "Ann Lee",
+                }
+            ]
+        },
+    )
 
     id: str
     email: str | None
@@ -75,6 +86,21 @@ class AccountUser(BaseModel):
 
 class SessionToken(BaseModel):
     """A bearer token for the task routes, and who it is for."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJrM0pxOXhWYlQyb...",
+                    "user": {
+                        "id": "k3Jq9xVbT2mWcR8sLpN4dF7gH1aZ6eYu",
+                        "email": "ann@example.com",
+                        "name": "Ann Lee",
+                    },
+                }
+            ]
+        }
+    )
 
     token: str
     user: AccountUser

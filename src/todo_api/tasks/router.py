@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from todo_api.auth.dependencies import CurrentUser
 from todo_api.errors import error_responses
+from todo_api.openapi import documented_response
 from todo_api.runtime import DatabaseDep
 from todo_api.tasks import repository
 from todo_api.tasks.etags import matches_if_none_match, task_etag, versions_from_if_match
@@ -20,13 +21,10 @@ from todo_api.tasks.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(
-    prefix="/api/tasks",
-    tags=["tasks"],
-    responses=error_responses(400, 401, 503),
-)
-ONE_TASK_ERRORS = error_responses(403, 404)
-BODY_ERRORS = error_responses(413, 415)
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=error_responses(401, 503))
+# A malformed task id is a 400, like a malformed body.
+ONE_TASK_ERRORS = error_responses(400, 403, 404)
+BODY_ERRORS = error_responses(400, 413, 415)
 
 IfMatch = Annotated[
     str | None, Header(description="Only change the task if it is still at this ETag.")
@@ -41,7 +39,17 @@ def _with_etag(response: Response, task: TaskRow) -> TaskRow:
     return task
 
 
-@router.get("", response_model=list[TaskRead], summary="List your tasks")
+@router.get(
+    "",
+    response_model=list[TaskRead],
+    summary="List your tasks",
+    responses={
+        200: documented_response(
+            "One page of your tasks, in the requested order", "Link", "X-Next-Cursor"
+        ),
+        **error_responses(400),
+    },
+)
 async def list_tasks(
     query: Annotated[TaskListQuery, Query()],
     request: Request,
@@ -62,7 +70,7 @@ async def list_tasks(
     response_model=TaskRead,
     status_code=status.HTTP_201_CREATED,
     summary="Create a task",
-    responses=BODY_ERRORS,
+    responses={201: documented_response("The new task", "Location", "ETag"), **BODY_ERRORS},
 )
 async def create_task(
     body: TaskCreate, request: Request, response: Response, user: CurrentUser, db: DatabaseDep
@@ -72,7 +80,12 @@ async def create_task(
     return _with_etag(response, task)
 
 
-@router.get("/stats", response_model=TaskStats, summary="Count your tasks")
+@router.get(
+    "/stats",
+    response_model=TaskStats,
+    summary="Count your tasks",
+    responses={200: documented_response("Counts over your tasks")},
+)
 async def task_stats(user: CurrentUser, db: DatabaseDep) -> TaskStats:
     return await repository.task_stats(db, user.id)
 
@@ -81,7 +94,11 @@ async def task_stats(user: CurrentUser, db: DatabaseDep) -> TaskStats:
     "/{task_id}",
     response_model=TaskRead,
     summary="Get one task",
-    responses={**ONE_TASK_ERRORS, 304: {"description": "Unchanged since `If-None-Match`"}},
+    responses={
+        200: documented_response("The task", "ETag"),
+        304: documented_response("Unchanged since `If-None-Match`; no body", "ETag"),
+        **ONE_TASK_ERRORS,
+    },
 )
 async def get_task(
     task_id: uuid.UUID,
@@ -119,7 +136,12 @@ for method in ("PUT", "PATCH"):
         response_model=TaskRead,
         summary="Update a task (fields present change, absent stay, null clears)",
         name=f"{method.lower()}_task",
-        responses={**ONE_TASK_ERRORS, **BODY_ERRORS, **error_responses(412)},
+        responses={
+            200: documented_response("The task after the change", "ETag"),
+            **ONE_TASK_ERRORS,
+            **BODY_ERRORS,
+            **error_responses(412),
+        },
     )
 
 
@@ -127,7 +149,7 @@ for method in ("PUT", "PATCH"):
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a task",
-    responses=ONE_TASK_ERRORS,
+    responses={204: documented_response("Deleted; no body"), **ONE_TASK_ERRORS},
 )
 async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) -> None:
     await repository.delete_task(db, user.id, task_id)
@@ -137,14 +159,27 @@ async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) ->
     "/{task_id}/complete",
     response_model=TaskRead,
     summary="Toggle or set completion",
-    responses={**ONE_TASK_ERRORS, **BODY_ERRORS},
+    responses={
+        200: documented_response("The task with its new `completed`", "ETag"),
+        **ONE_TASK_ERRORS,
+        **BODY_ERRORS,
+    },
 )
 async def complete_task(
     task_id: uuid.UUID,
     response: Response,
     user: CurrentUser,
     db: DatabaseDep,
-    body: Annotated[TaskCompletion | None, Body()] = None,
+    body: Annotated[
+        TaskCompletion | None,
+        Body(
+            description="No body flips `completed`; this body sets it.",
+            openapi_examples={
+                "done": {"summary": "Mark it done", "value": {"completed": True}},
+                "reopen": {"summary": "Mark it not done", "value": {"completed": False}},
+            },
+        ),
+    ] = None,
 ) -> TaskRow:
     completed = None if body is None else body.completed
     task = await repository.set_completed(db, user.id, task_id, completed)

@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
@@ -90,7 +91,12 @@ class TaskUpdate(BaseModel):
     """A partial change: fields present are set, absent ones kept, `null` clears a nullable one."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"title": "Write the Q4 report", "due_date": None}]}
+        json_schema_extra={
+            "examples": [
+                {"title": "Write the Q4 report", "due_date": None},
+                {"priority": "low", "description": None},
+            ]
+        }
     )
 
     title: Title | None = None
@@ -122,7 +128,24 @@ class TaskCompletion(BaseModel):
 class TaskRead(BaseModel):
     """A task as the API returns it; datetimes are UTC."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b7f6f1e-4c1e-4a53-9b7e-2f0f7f2b8a11",
+                    "user_id": "demo",
+                    "title": "Write the quarterly report",
+                    "description": "Numbers from finance first",
+                    "completed": False,
+                    "priority": "high",
+                    "due_date": "2026-12-01T17:00:00Z",
+                    "created_at": "2026-11-21T12:22:57.290232Z",
+                    "updated_at": "2026-11-21T12:22:57.290232Z",
+                }
+            ]
+        },
+    )
 
     id: uuid.UUID
     user_id: str
@@ -138,6 +161,10 @@ class TaskRead(BaseModel):
 class TaskStats(BaseModel):
     """Counts over the caller's tasks; overdue = pending with a due date in the past."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"total": 12, "completed": 5, "pending": 7, "overdue": 2}]}
+    )
+
     total: int
     completed: int
     pending: int
@@ -148,20 +175,24 @@ class TaskListQuery(BaseModel):
     """Query parameters of `GET /api/tasks`. An empty value (`priority=`) means "not given",
     as forms send it."""
 
+    # `SkipJsonSchema[None]`: a query parameter is a value or absent, never null, so the
+    # document offers only the values (Swagger UI then shows a choice, not a text box).
     status: Status = Field("all", description="Completion filter.")
-    priority: Priority | None = Field(None, description="Only tasks of this priority.")
-    q: str | None = Field(
+    priority: Priority | SkipJsonSchema[None] = Field(
+        None, description="Only tasks of this priority."
+    )
+    q: str | SkipJsonSchema[None] = Field(
         None, max_length=200, description="Case-insensitive substring of title or description."
     )
     sort: SortField = Field("created", description="Sort key; ties are broken by id.")
-    order: Order | None = Field(
+    order: Order | SkipJsonSchema[None] = Field(
         None,
         description="Direction. Default per sort: created and updated newest first, title A→Z, "
         "due_date soonest first, priority high first. Tasks without a due date sort as due "
         "last; tasks without a priority as the lowest priority.",
     )
     limit: int = Field(100, ge=1, le=1000, description="Page size.")
-    cursor: str | None = Field(
+    cursor: str | SkipJsonSchema[None] = Field(
         None, max_length=1024, description="Position from the previous page's `Link` header."
     )
 
