@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean openapi
+.PHONY: install run test lint format lock clean openapi chromium
 
 install: $(INSTALLED)
 
@@ -28,7 +28,22 @@ $(BETTER_AUTH): tests/better_auth/package-lock.json
 		echo "npm not found: the real Better Auth test will be skipped (it fails under CI=true)"; \
 	fi
 
-test: install $(BETTER_AUTH)  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
+# Debian's Chromium for the docs browser test (tests/docs/test_browser.py), installed here when
+# running as root; otherwise, or if that fails, the test is skipped (a failure under CI=true).
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@[ -x $(CHROMIUM) ] || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+				{ apt-get update -qq && apt-get install -y -qq chromium; } || true; \
+		fi; \
+		[ -x $(CHROMIUM) ] || echo "$(CHROMIUM) not found: the docs browser test will be skipped" \
+			"(it fails under CI=true); install it with: sudo apt-get install -y chromium"; \
+	}
+
+test: install $(BETTER_AUTH) chromium  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
 	$(BIN)/pytest
 
 # openapi.json is the contract, checked in so that a change to it shows up in review; the
