@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_statement_cache: bool = True
+    # Seconds one SQL statement may run before it is cancelled (503); 0 turns it off.
+    db_statement_timeout: float = Field(default=5.0, ge=0)
 
     better_auth_secret: SecretStr | None = None
     better_auth_url: HttpUrl | None = None

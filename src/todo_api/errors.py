@@ -100,11 +100,29 @@ class UnsupportedMediaType(TodoApiError):
 
 
 class ServiceUnavailable(TodoApiError):
+    """A 503 with `Retry-After`: the request may well succeed if sent again shortly."""
+
     status_code = 503
     detail = "The database is unavailable; try again shortly."
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, or went away in the middle of a statement."""
+
+
+class DatabaseTimedOut(ServiceUnavailable):
+    """A statement ran longer than `DB_STATEMENT_TIMEOUT`, or the server did not answer in time."""
+
+    detail = "The database took too long to answer; try again shortly."
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """No pooled connection became free within `DB_POOL_TIMEOUT`."""
+
+    detail = "All database connections are busy; try again shortly."
 
 
 def error_body(detail: str, **extra: Any) -> dict[str, Any]:
@@ -152,9 +170,21 @@ async def _handle_http_exception(request: Request, exc: StarletteHTTPException) 
     return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
 
 
-async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.warning("database unavailable: %s", type(exc).__name__)
-    return await _handle_api_error(request, ServiceUnavailable())
+async def _handle_service_unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+    cause = exc.__cause__ or exc
+    logger.warning("%s (%s)", exc.message, type(cause).__name__)
+    return await _handle_api_error(request, exc)
+
+
+async def _handle_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    return await _handle_service_unavailable(request, _caused(DatabaseBusy(), exc))
+
+
+async def _handle_connect_failure(request: Request, exc: Exception) -> JSONResponse:
+    # The only sockets a request opens are database connections (refused, unreachable,
+    # unresolvable, or no answer within DB_POOL_TIMEOUT): the driver raises these unwrapped.
+    unavailable = DatabaseTimedOut() if isinstance(exc, TimeoutError) else DatabaseUnavailable()
+    return await _handle_service_unavailable(request, _caused(unavailable, exc))
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:
@@ -162,10 +192,17 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
 
 
 async def _handle_dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL's unavailability errors arrive translated by `db.py`; this catches SQLite's
+    # (a locked database file) and any lost connection the translation did not name.
     if isinstance(exc, DBAPIError) and _is_connection_problem(exc):
-        return await _handle_database_unavailable(request, exc)
+        return await _handle_service_unavailable(request, _caused(DatabaseUnavailable(), exc))
     # Anything else is a bug: the request-context middleware logs it and answers 500.
     raise exc
+
+
+def _caused(error: ServiceUnavailable, cause: Exception) -> ServiceUnavailable:
+    error.__cause__ = cause
+    return error
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -173,8 +210,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TodoApiError, _handle_api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _handle_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)  # type: ignore[arg-type]
-    app.add_exception_handler(PoolTimeoutError, _handle_database_unavailable)
-    app.add_exception_handler(ConnectionError, _handle_database_unavailable)
+    app.add_exception_handler(ServiceUnavailable, _handle_service_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(PoolTimeoutError, _handle_pool_timeout)
+    app.add_exception_handler(OSError, _handle_connect_failure)
     app.add_exception_handler(DBAPIError, _handle_dbapi_error)
 
 

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from todo_api.errors import RETRY_AFTER_SECONDS
+from todo_api.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
 from todo_api.openapi import documented_response, json_example
 from todo_api.runtime import RuntimeDep
 
@@ -42,7 +42,7 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
         async with asyncio.timeout(runtime.settings.db_pool_timeout):
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-    except (TimeoutError, SQLAlchemyError, OSError):
+    except (ServiceUnavailable, SQLAlchemyError, OSError):  # OSError includes TimeoutError
         return JSONResponse(
             {"status": "unavailable", "database": "unreachable"},
             status_code=503,

@@ -26,6 +26,9 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already)."""
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # DB_STATEMENT_TIMEOUT is for requests: a migration, or waiting here while another
+            # instance migrates, may take longer. LOCAL: it ends with this transaction.
+            await connection.execute(text("SET LOCAL statement_timeout = 0"))
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
