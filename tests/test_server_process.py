@@ -351,9 +351,9 @@ def test_zero_config_start_uses_sqlite_and_a_generated_secret(tmp_path: Path) ->
         exit_code = server.stop()
         stderr = server.stderr()
 
-    # A single uvicorn process shuts down gracefully, then re-raises the SIGTERM it caught,
-    # so it reports "terminated by SIGTERM" (as service managers expect) rather than 0.
-    assert exit_code == -signal.SIGTERM, stderr
+    # A single uvicorn process shuts down gracefully, then re-raises the SIGTERM it caught;
+    # `todo-api serve` turns that into exit status 0, as with several workers.
+    assert exit_code == 0, stderr
     entries = log_entries(stderr)
     hints = [e["message"] for e in entries if "todo-api token --sub demo" in e["message"]]
     assert len(hints) == 1, stderr

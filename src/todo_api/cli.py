@@ -5,13 +5,24 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from todo_api.config import Settings, announce_generated_secret
+
+if TYPE_CHECKING:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+APP = "todo_api.main:create_app_from_environment"
+# On SIGTERM each worker stops accepting, then waits this long for requests in flight.
+GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def _settings() -> Settings:
@@ -44,6 +55,7 @@ def serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if settings.auto_migrate:
         # Migrate once here, not in each worker; the workers inherit AUTO_MIGRATE=false.
         asyncio.run(_migrate(settings))
@@ -81,18 +93,43 @@ def _share_metrics_between_workers() -> str | None:
 def _run_server(args: argparse.Namespace, workers: int | None) -> None:
     import uvicorn
 
-    uvicorn.run(
-        "todo_api.main:create_app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=workers,
-        reload=args.reload,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if workers and workers > 1:
+        config = uvicorn.Config(APP, workers=workers, **options)
+        _supervisor(config).run()
+    else:
+        uvicorn.run(APP, reload=args.reload, **options)
+
+
+def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:
+    """SIGTERM is how a service manager asks for a stop: once uvicorn has shut down gracefully
+    it raises the signal again, and this makes that an exit with status 0, not a kill."""
+    raise SystemExit(0)
+
+
+def _supervisor(config: "uvicorn.Config") -> "Multiprocess":
+    """uvicorn's worker supervisor, except that on SIGTERM it closes its own copy of the
+    listening socket before stopping the workers. Otherwise, while they finish the requests in
+    flight, the kernel would still queue new connections on it that nobody ever accepts: the
+    client hangs until the supervisor exits, instead of being refused at once (and retrying
+    another instance)."""
+    from uvicorn.supervisors import Multiprocess
+
+    class StopAcceptingFirst(Multiprocess):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    return StopAcceptingFirst(config, sockets=[config.bind_socket()])
 
 
 def migrate(_args: argparse.Namespace) -> None:
