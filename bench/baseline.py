@@ -7,13 +7,15 @@ validation layer, one statement per request in autocommit: what the API's layers
 against. Only the shapes the benchmark uses are supported; anything else is a 400 or 404.
 
 Serve: `DATABASE_URL=... BETTER_AUTH_SECRET=... uvicorn bench.baseline:app --workers 2`.
+bench/fastapi_floor.py answers the same requests through FastAPI with the helpers below.
 """
 
 import base64
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -74,6 +76,46 @@ PRIORITIES = {"low", "medium", "high"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 JSON_HEADER = (b"content-type", b"application/json")
 PREFIX = "/api/tasks"
+DEFAULT_LIMIT = 100  # the API's page size
+MAX_LIMIT = 1000
+# A connection unused this long is closed. Under load every connection a worker needs stays in
+# use, as in the API's pool; between its turns a server lets go of them, so that besides the
+# API only the server under load holds a full pool (three servers of 2 workers with 20
+# connections each exceed PostgreSQL's default max_connections of 100). bench/run.py waits
+# this long when it switches between this server and the FastAPI floor.
+IDLE_CONNECTION_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the baseline and the FastAPI floor read from the environment, named as the API's."""
+
+    database_url: str
+    secret: str
+    pool_size: int
+    max_overflow: int
+
+    @classmethod
+    def from_environment(cls) -> "Settings":
+        return cls(
+            database_url=os.environ.get("DATABASE_URL", ""),
+            secret=os.environ.get("BETTER_AUTH_SECRET", ""),
+            pool_size=int(os.environ.get("DB_POOL_SIZE", "10")),
+            max_overflow=int(os.environ.get("DB_MAX_OVERFLOW", "10")),
+        )
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """One worker's pool: the API's ceiling (`DB_POOL_SIZE + DB_MAX_OVERFLOW`), connections
+    opened on demand, as SQLAlchemy's are. Unlike the API's, overflow connections are kept while
+    in use, so a fair comparison under sustained load has no overflow (the bench's default)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,
+        max_size=settings.pool_size + settings.max_overflow,
+        max_inactive_connection_lifetime=IDLE_CONNECTION_SECONDS,
+    )
+    return pool
 
 
 class HttpError(Exception):
@@ -87,7 +129,8 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def _task(row: asyncpg.Record) -> dict[str, Any]:
+def task_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A task row as the API's JSON fields."""
     return {
         "id": str(row["id"]),
         "user_id": row["user_id"],
@@ -101,8 +144,44 @@ def _task(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _etag(updated_at: datetime) -> bytes:
-    return f'"{(updated_at - EPOCH) // timedelta(microseconds=1):x}"'.encode()
+def etag(updated_at: datetime) -> str:
+    return f'"{(updated_at - EPOCH) // timedelta(microseconds=1):x}"'
+
+
+def dumps(body: Any) -> bytes:
+    """The response body: compact JSON, UTF-8."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def user_id_from(authorization: str, secret: str) -> str:
+    """The `sub` of a valid HS256 bearer token (`exp` and `sub` required), or a 401."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HttpError(401, "Missing bearer token.")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], leeway=30, options={"require": ["exp", "sub"]}
+        )
+    except jwt.InvalidTokenError:
+        raise HttpError(401, "Invalid token.") from None
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise HttpError(401, "Invalid token subject.")
+    return subject
+
+
+def next_link(host: str, params: Mapping[str, str], cursor: str) -> str:
+    """The `Link` header of the next page: this listing's query with the cursor."""
+    query = urlencode({**params, "cursor": cursor})
+    return f'<http://{host}{PREFIX}?{query}>; rel="next"'
+
+
+async def missing(pool: asyncpg.Pool, task_id: uuid.UUID, user_id: str) -> HttpError:
+    """Why a task the caller asked for is not theirs: someone else's (403) or none (404)."""
+    owned = await pool.fetchval(OWNED, user_id, task_id)
+    if owned is False:
+        return HttpError(403, "Not authorized to access this task")
+    return HttpError(404, "Task not found")
 
 
 def _encode_cursor(position: dict[str, Any]) -> str:
@@ -157,23 +236,9 @@ def _new_task(body: Any, user_id: str) -> tuple[Any, ...]:
 class Baseline:
     """The whole app: one asyncpg pool per worker process, created at lifespan start-up."""
 
-    def __init__(self, database_url: str, secret: str, pool_min: int, pool_max: int) -> None:
-        self._database_url = database_url
-        self._secret = secret
-        self._pool_min = pool_min
-        self._pool_max = pool_max
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._pool: asyncpg.Pool | None = None
-
-    @classmethod
-    def from_environment(cls) -> "Baseline":
-        pool_size = int(os.environ.get("DB_POOL_SIZE", "10"))
-        overflow = int(os.environ.get("DB_MAX_OVERFLOW", "10"))
-        return cls(
-            os.environ.get("DATABASE_URL", ""),
-            os.environ.get("BETTER_AUTH_SECRET", ""),
-            pool_size,
-            pool_size + overflow,  # the same ceiling as the API's SQLAlchemy pool
-        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -194,13 +259,7 @@ class Baseline:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._pool = await asyncpg.create_pool(
-                    self._database_url,
-                    min_size=self._pool_min,
-                    max_size=self._pool_max,
-                    # Overflow connections close soon after a burst, as SQLAlchemy's do.
-                    max_inactive_connection_lifetime=10.0,
-                )
+                self._pool = await create_pool(self._settings)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._pool is not None:
@@ -214,7 +273,8 @@ class Baseline:
             return 200, {"status": "healthy"}, []
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             raise HttpError(404, "Not found.")
-        user_id = self._user_id(scope)
+        authorization = dict(scope["headers"]).get(b"authorization", b"")
+        user_id = user_id_from(authorization.decode("latin-1"), self._settings.secret)
         rest = path[len(PREFIX) + 1 :]
         if not rest:
             if method == "GET":
@@ -227,27 +287,10 @@ class Baseline:
             return await self._toggle(_task_id(rest.removesuffix("/complete")), user_id)
         raise HttpError(404, "Not found.")
 
-    def _user_id(self, scope: Scope) -> str:
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HttpError(401, "Missing bearer token.")
-        try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], leeway=30,
-                options={"require": ["exp", "sub"]},
-            )  # fmt: skip
-        except jwt.InvalidTokenError:
-            raise HttpError(401, "Invalid token.") from None
-        subject = claims["sub"]
-        if not isinstance(subject, str) or not subject:
-            raise HttpError(401, "Invalid token subject.")
-        return subject
-
     async def _list(self, scope: Scope, user_id: str) -> tuple[int, Any, list[Any]]:
         params = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-        limit = int(params.get("limit", "100"))
-        if not 1 <= limit <= 1000:
+        limit = int(params.get("limit", DEFAULT_LIMIT))
+        if not 1 <= limit <= MAX_LIMIT:
             raise HttpError(400, "limit must be 1 to 1000.")
         shape = (params.get("status", "all"), params.get("sort", "created"), "cursor" in params)
         if shape == ("all", "created", False):
@@ -261,41 +304,35 @@ class Baseline:
             raise HttpError(400, "The baseline serves only the benchmarked listings.")
         headers: list[Any] = []
         if len(rows) > limit:
-            cursor = _next_cursor(rows[limit - 1], shape[1])
-            query = urlencode({**params, "cursor": cursor})
+            cursor = next_cursor(rows[limit - 1], shape[1])
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-            link = f'<http://{host}{PREFIX}?{query}>; rel="next"'
+            link = next_link(host, params, cursor)
             headers = [(b"link", link.encode()), (b"x-next-cursor", cursor.encode())]
-        return 200, [_task(row) for row in rows[:limit]], headers
+        return 200, [task_json(row) for row in rows[:limit]], headers
 
     async def _get(self, task_id: uuid.UUID, user_id: str) -> tuple[int, Any, list[Any]]:
         row = await self.pool.fetchrow(GET_ONE, task_id, user_id)
         if row is None:
-            raise await self._missing(task_id, user_id)
-        return 200, _task(row), [(b"etag", _etag(row["updated_at"]))]
+            raise await missing(self.pool, task_id, user_id)
+        return 200, task_json(row), [(b"etag", etag(row["updated_at"]).encode())]
 
     async def _create(self, body: Any, user_id: str) -> tuple[int, Any, list[Any]]:
         row = await self.pool.fetchrow(INSERT, *_new_task(body, user_id))
         headers = [
             (b"location", f"{PREFIX}/{row['id']}".encode()),
-            (b"etag", _etag(row["updated_at"])),
+            (b"etag", etag(row["updated_at"]).encode()),
         ]
-        return 201, _task(row), headers
+        return 201, task_json(row), headers
 
     async def _toggle(self, task_id: uuid.UUID, user_id: str) -> tuple[int, Any, list[Any]]:
         row = await self.pool.fetchrow(TOGGLE, datetime.now(UTC), task_id, user_id)
         if row is None:
-            raise await self._missing(task_id, user_id)
-        return 200, _task(row), [(b"etag", _etag(row["updated_at"]))]
-
-    async def _missing(self, task_id: uuid.UUID, user_id: str) -> HttpError:
-        owned = await self.pool.fetchval(OWNED, user_id, task_id)
-        if owned is False:
-            return HttpError(403, "Not authorized to access this task")
-        return HttpError(404, "Task not found")
+            raise await missing(self.pool, task_id, user_id)
+        return 200, task_json(row), [(b"etag", etag(row["updated_at"]).encode())]
 
 
-def _next_cursor(last: asyncpg.Record, sort: str) -> str:
+def next_cursor(last: asyncpg.Record, sort: str) -> str:
+    """The cursor after `last` in a listing sorted by `sort`, as the API encodes it."""
     key = last["created_at"] if sort == "created" else last["due_date"]
     order = "desc" if sort == "created" else "asc"
     return _encode_cursor(
@@ -329,7 +366,7 @@ async def _json_body(receive: Receive) -> Any:
 
 
 async def _respond(send: Send, status: int, body: Any, headers: list[Any]) -> None:
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    payload = dumps(body)
     await send(
         {
             "type": "http.response.start",
@@ -340,4 +377,4 @@ async def _respond(send: Send, status: int, body: Any, headers: list[Any]) -> No
     await send({"type": "http.response.body", "body": payload})
 
 
-app = Baseline.from_environment()
+app = Baseline(Settings.from_environment())
