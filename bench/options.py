@@ -35,6 +35,8 @@ class Options:
     quick: bool
     keep_db: bool
     workers: int
+    pool_size: int
+    max_overflow: int
     wrk_timeout: int
     seed: int
     results_dir: Path
@@ -71,8 +73,9 @@ def _scenario_list(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Load the Todo API and a hand-written asyncpg baseline with wrk, back to back, "
-        "on a fresh PostgreSQL database; then measure listing cost against task count.",
+        description="Load the Todo API, a hand-written asyncpg baseline and (for get-one and "
+        "list-default) a bare FastAPI app with wrk, back to back, on a fresh PostgreSQL database; "
+        "then measure listing cost against task count.",
     )
     add = parser.add_argument
     add(
@@ -152,7 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=int(_env("WORKERS", "2")),
-        help="worker processes of both servers (BENCH_WORKERS, default 2)",
+        help="worker processes of every server (BENCH_WORKERS, default 2)",
+    )
+    add(
+        "--pool-size",
+        type=int,
+        default=int(_env("POOL_SIZE", "20")),
+        help="database connections each worker of every server keeps, passed as DB_POOL_SIZE "
+        "(BENCH_POOL_SIZE, default 20)",
+    )
+    add(
+        "--max-overflow",
+        type=int,
+        default=int(_env("MAX_OVERFLOW", "0")),
+        help="connections each worker may open beyond them, passed as DB_MAX_OVERFLOW "
+        "(BENCH_MAX_OVERFLOW, default 0: the API closes overflow connections on return)",
     )
     add(
         "--wrk-timeout",
@@ -187,6 +204,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     if args.users < 1 or args.tasks_per_user < 1 or duration < 1 or warmup < 0:
         raise SystemExit("bench: users, tasks per user and duration must be positive")
+    if args.pool_size < 1 or args.max_overflow < 0:
+        raise SystemExit("bench: the pool size must be positive and the overflow not negative")
     return Options(
         admin_url=args.admin_url,
         users=args.users,
@@ -201,6 +220,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         quick=args.quick,
         keep_db=args.keep_db,
         workers=args.workers,
+        pool_size=args.pool_size,
+        max_overflow=args.max_overflow,
         wrk_timeout=args.wrk_timeout,
         seed=args.seed,
         results_dir=args.results_dir,

@@ -1,4 +1,5 @@
-"""Before any load: do the API and the baseline answer the benchmarked requests alike?"""
+"""Before any load: do the API (and the FastAPI floor) answer the benchmarked requests as the
+baseline does?"""
 
 from typing import Any
 
@@ -10,9 +11,8 @@ from bench.workload import Caller
 WRITE_TIME_FIELDS = {"id", "created_at", "updated_at"}
 
 
-def compare(client: httpx.Client, api_url: str, baseline_url: str, caller: Caller) -> list[str]:
-    """One line per benchmarked request shape: identical, or what differs."""
-    headers = {"Authorization": f"Bearer {caller.token}"}
+def _reads(caller: Caller) -> dict[str, str]:
+    """The path of each read scenario, for this caller."""
     reads = {
         "list-default": "/api/tasks",
         "list-filtered": "/api/tasks?status=pending&sort=due_date",
@@ -20,33 +20,63 @@ def compare(client: httpx.Client, api_url: str, baseline_url: str, caller: Calle
     }
     if caller.deep_cursor:
         reads["list-deep"] = f"/api/tasks?cursor={caller.deep_cursor}"
+    return reads
+
+
+def _compare_reads(
+    client: httpx.Client, label: str, url: str, baseline_url: str, caller: Caller, names: list[str]
+) -> list[str]:
+    headers = {"Authorization": f"Bearer {caller.token}"}
+    reads = _reads(caller)
     findings = []
-    for name, path in reads.items():
-        api = client.get(api_url + path, headers=headers)
-        base = client.get(baseline_url + path, headers=headers)
-        findings.append(_verdict(name, api, base, ignore=set()))
+    for name in names:
+        answer = client.get(url + reads[name], headers=headers)
+        base = client.get(baseline_url + reads[name], headers=headers)
+        findings.append(_verdict(name, label, answer, base, ignore=set()))
+    return findings
+
+
+def compare_floor(
+    client: httpx.Client, floor_url: str, baseline_url: str, caller: Caller, names: list[str]
+) -> list[str]:
+    """The FastAPI floor against the baseline, for the scenarios it serves: one line each."""
+    findings = _compare_reads(client, "FastAPI floor", floor_url, baseline_url, caller, names)
+    return [f"FastAPI floor, {finding}" for finding in findings]
+
+
+def compare(client: httpx.Client, api_url: str, baseline_url: str, caller: Caller) -> list[str]:
+    """One line per benchmarked request shape: identical, or what differs."""
+    headers = {"Authorization": f"Bearer {caller.token}"}
+    reads = list(_reads(caller))
+    findings = _compare_reads(client, "API", api_url, baseline_url, caller, reads)
 
     body = {"title": "Parity check", "priority": "high", "due_date": "2030-01-01"}
     api = client.post(f"{api_url}/api/tasks", json=body, headers=headers)
     base = client.post(f"{baseline_url}/api/tasks", json=body, headers=headers)
-    findings.append(_verdict("create", api, base, ignore=WRITE_TIME_FIELDS))
+    findings.append(_verdict("create", "API", api, base, ignore=WRITE_TIME_FIELDS))
 
     # Two flips leave the task as it was.
     toggle = f"/api/tasks/{caller.task_ids[0]}/complete"
     api = client.patch(api_url + toggle, headers=headers)
     base = client.patch(baseline_url + toggle, headers=headers)
-    findings.append(_verdict("toggle", api, base, ignore={"completed", "updated_at"}))
+    findings.append(_verdict("toggle", "API", api, base, ignore={"completed", "updated_at"}))
     return findings
 
 
-def _verdict(name: str, api: httpx.Response, base: httpx.Response, ignore: set[str]) -> str:
-    if api.status_code != base.status_code:
-        return f"{name}: status differs (API {api.status_code}, baseline {base.status_code})"
-    api_body, base_body = _strip(api.json(), ignore), _strip(base.json(), ignore)
-    if api_body != base_body:
-        return f"{name}: JSON differs: {_first_difference(api_body, base_body)}"
-    if api.headers.get("x-next-cursor") != base.headers.get("x-next-cursor"):
+def _verdict(
+    name: str, label: str, answer: httpx.Response, base: httpx.Response, ignore: set[str]
+) -> str:
+    if answer.status_code != base.status_code:
+        return f"{name}: status differs ({label} {answer.status_code}, baseline {base.status_code})"
+    answer_body, base_body = _strip(answer.json(), ignore), _strip(base.json(), ignore)
+    if answer_body != base_body:
+        return f"{name}: JSON differs: {_first_difference(label, answer_body, base_body)}"
+    if answer.headers.get("x-next-cursor") != base.headers.get("x-next-cursor"):
         return f"{name}: next cursor differs"
+    # A task's ETag is its `updated_at`, so it can only match where that does.
+    tags = answer.headers.get("etag"), base.headers.get("etag")
+    if "updated_at" not in ignore and tags[0] != tags[1]:
+        return f"{name}: ETag differs ({label} {tags[0]}, baseline {tags[1]})"
     what = "same status and JSON" + (f" (except {', '.join(sorted(ignore))})" if ignore else "")
     return f"{name}: {what}"
 
@@ -59,15 +89,15 @@ def _strip(value: Any, ignore: set[str]) -> Any:
     return value
 
 
-def _first_difference(api: Any, base: Any) -> str:
-    if isinstance(api, list) and isinstance(base, list):
-        if len(api) != len(base):
-            return f"{len(api)} items against {len(base)}"
-        for index, (left, right) in enumerate(zip(api, base, strict=True)):
+def _first_difference(label: str, answer: Any, base: Any) -> str:
+    if isinstance(answer, list) and isinstance(base, list):
+        if len(answer) != len(base):
+            return f"{len(answer)} items against {len(base)}"
+        for index, (left, right) in enumerate(zip(answer, base, strict=True)):
             if left != right:
-                return f"item {index}: {_first_difference(left, right)}"
-    if isinstance(api, dict) and isinstance(base, dict):
-        for key in sorted(set(api) | set(base)):
-            if api.get(key) != base.get(key):
-                return f"{key}: API {api.get(key)!r}, baseline {base.get(key)!r}"
-    return f"API {api!r}, baseline {base!r}"[:300]
+                return f"item {index}: {_first_difference(label, left, right)}"
+    if isinstance(answer, dict) and isinstance(base, dict):
+        for key in sorted(set(answer) | set(base)):
+            if answer.get(key) != base.get(key):
+                return f"{key}: {label} {answer.get(key)!r}, baseline {base.get(key)!r}"
+    return f"{label} {answer!r}, baseline {base!r}"[:300]

@@ -18,22 +18,32 @@ TARGET_SCALING_RATIO = 1.5
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
+def rps_ratio(result: LoadResult, against: LoadResult) -> float:
+    return result.rps / against.rps if against.rps else float("nan")
+
+
+def p99_ratio(result: LoadResult, against: LoadResult) -> float:
+    return result.p99_ms / against.p99_ms if against.p99_ms else float("nan")
+
+
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One scenario at one concurrency, the API and the baseline back to back."""
+    """One scenario at one concurrency: the API, the baseline and, for the target scenarios,
+    the FastAPI floor (bench/fastapi_floor.py), back to back."""
 
     scenario: str
     connections: int
     api: LoadResult
     baseline: LoadResult
+    floor: LoadResult | None = None
 
     @property
     def rps_ratio(self) -> float:
-        return self.api.rps / self.baseline.rps if self.baseline.rps else float("nan")
+        return rps_ratio(self.api, self.baseline)
 
     @property
     def p99_ratio(self) -> float:
-        return self.api.p99_ms / self.baseline.p99_ms if self.baseline.p99_ms else float("nan")
+        return p99_ratio(self.api, self.baseline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,25 +145,48 @@ def _errors(result: LoadResult) -> str:
     return f"**{text}**" if result.socket_errors else text
 
 
-def _row(cell: Cell, server: str, result: LoadResult, ratios: bool) -> str:
-    rps_ratio = ratio(cell.rps_ratio) if ratios else ""
-    p99_ratio = ratio(cell.p99_ratio) if ratios else ""
+def _row(cell: Cell, server: str, result: LoadResult, against: LoadResult | None) -> str:
+    rps = ratio(rps_ratio(result, against)) if against else ""
+    p99 = ratio(p99_ratio(result, against)) if against else ""
     return (
         f"| {cell.scenario} | {cell.connections} | {server} | {result.rps:,.0f} | "
         f"{_ms(result.p50_ms)} | {_ms(result.p90_ms)} | {_ms(result.p99_ms)} | "
-        f"{_non2xx(result)} | {_errors(result)} | {rps_ratio} | {p99_ratio} |"
+        f"{_non2xx(result)} | {_errors(result)} | {rps} | {p99} |"
     )
 
 
 def results_table(cells: list[Cell]) -> list[str]:
     lines = [
         "| scenario | conns | server | req/s | p50 ms | p90 ms | p99 ms | non-2xx "
-        "| socket errors c/r/w/timeout | req/s API÷base | p99 API÷base |",
+        "| socket errors c/r/w/timeout | req/s ÷ base | p99 ÷ base |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
-        lines.append(_row(cell, "API", cell.api, ratios=True))
-        lines.append(_row(cell, "baseline", cell.baseline, ratios=False))
+        lines.append(_row(cell, "API", cell.api, against=cell.baseline))
+        if cell.floor:
+            lines.append(_row(cell, "FastAPI floor", cell.floor, against=cell.baseline))
+        lines.append(_row(cell, "baseline", cell.baseline, against=None))
+    return lines
+
+
+def floor_table(cells: list[Cell]) -> list[str]:
+    """API ÷ baseline split into FastAPI floor ÷ baseline (the framework) and API ÷ floor (the
+    API's own layers): the two multiply to the first."""
+    lines = [
+        "| scenario | conns | req/s: API ÷ baseline | FastAPI floor ÷ baseline | API ÷ floor "
+        "| p99: API ÷ baseline | FastAPI floor ÷ baseline | API ÷ floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        if cell.floor is None:
+            continue
+        lines.append(
+            f"| {cell.scenario} | {cell.connections} | {ratio(cell.rps_ratio)} | "
+            f"{ratio(rps_ratio(cell.floor, cell.baseline))} | "
+            f"{ratio(rps_ratio(cell.api, cell.floor))} | {ratio(cell.p99_ratio)} | "
+            f"{ratio(p99_ratio(cell.floor, cell.baseline))} | "
+            f"{ratio(p99_ratio(cell.api, cell.floor))} |"
+        )
     return lines
 
 
@@ -174,14 +207,19 @@ def targets_table(report: Report) -> list[str]:
     for cell in at_target:
         if cell.scenario not in TARGET_SCENARIOS:
             continue
+        floor_rps = floor_p99 = ""
+        if cell.floor:
+            floor_rps = f" (FastAPI floor: {ratio(rps_ratio(cell.floor, cell.baseline))})"
+            floor_p99 = f" (FastAPI floor: {ratio(p99_ratio(cell.floor, cell.baseline))})"
         lines.append(
             f"| {cell.scenario} at {TARGET_CONNECTIONS} conns: req/s ≥ "
-            f"{TARGET_THROUGHPUT_RATIO}{TIMES} baseline | {ratio(cell.rps_ratio)} | "
+            f"{TARGET_THROUGHPUT_RATIO}{TIMES} baseline | {ratio(cell.rps_ratio)}{floor_rps} | "
             f"{_mark(cell.rps_ratio >= TARGET_THROUGHPUT_RATIO)} |"
         )
         lines.append(
             f"| {cell.scenario} at {TARGET_CONNECTIONS} conns: p99 ≤ {TARGET_P99_RATIO}{TIMES} "
-            f"baseline | {ratio(cell.p99_ratio)} | {_mark(cell.p99_ratio <= TARGET_P99_RATIO)} |"
+            f"baseline | {ratio(cell.p99_ratio)}{floor_p99} | "
+            f"{_mark(cell.p99_ratio <= TARGET_P99_RATIO)} |"
         )
     if len(report.scaling) >= 2:
         small, large = report.scaling[0], report.scaling[-1]
@@ -239,15 +277,31 @@ def render(report: Report, plot_name: str | None) -> str:
     lines = [f"# {report.title}", ""]
     lines += [f"- **{name}**: {value}" for name, value in report.header]
     lines += ["", "## Targets", "", *targets_table(report)]
+    if any(cell.floor for cell in report.cells):
+        lines += [
+            "",
+            "### The framework's floor",
+            "",
+            "The FastAPI floor is the smallest idiomatic FastAPI app doing the baseline's work "
+            "(bench/fastapi_floor.py). *FastAPI floor ÷ baseline* is what the framework costs "
+            "against raw ASGI; *API ÷ floor* is what the API's own layers cost on top of it. "
+            "Their product is *API ÷ baseline*. req/s: higher is better; p99: lower is better.",
+            "",
+            *floor_table(report.cells),
+        ]
     if report.cells:
+        with_floor = list(dict.fromkeys(cell.scenario for cell in report.cells if cell.floor))
+        floor_turn = (
+            f" (for {' and '.join(with_floor)}, then the FastAPI floor)" if with_floor else ""
+        )
         lines += [
             "",
             "## Scenarios",
             "",
-            "Each scenario runs against the API, then against the baseline, for the same time. "
-            "Latencies in milliseconds (wrk, from the client side); *non-2xx* counts every "
-            "answer outside 200-299; socket errors are wrk's connect/read/write errors and "
-            "time-outs.",
+            f"Each scenario runs against the API, then against the baseline{floor_turn}, for "
+            "the same time. Latencies in milliseconds (wrk, from the client side); *non-2xx* "
+            "counts every answer outside 200-299; socket errors are wrk's connect/read/write "
+            "errors and time-outs. The ratio columns compare each row with the baseline's.",
             "",
             *results_table(report.cells),
         ]

@@ -1,4 +1,4 @@
-"""The whole benchmark, start to finish: fresh database, seed, both servers, every scenario
+"""The whole benchmark, start to finish: fresh database, seed, the servers, every scenario
 under wrk back to back, the scaling run, the report; then everything stopped and dropped."""
 
 import asyncio
@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench import database, parity, report, servers
+from bench import baseline, database, parity, report, servers
 from bench.load import LoadResult, run_wrk, wrk_path, wrk_version
 from bench.options import Options, parse_options
 from bench.seed import SeededUser, TaskFactory, seed_users, task_ids_by_user
@@ -35,6 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 # Fixed, public, and only ever used against the throwaway database.
 BENCH_SECRET = "todo-api-benchmark-secret-not-for-production-use"  # noqa: S105
 HTTP_TIMEOUT_SECONDS = 60.0
+# bench/fastapi_floor.py serves the scenarios of the throughput targets, to split their gap.
+FLOOR_SCENARIOS = report.TARGET_SCENARIOS
+# The servers on asyncpg, besides the API, by name: `uvicorn <app>`.
+ASYNCPG_APPS = {"baseline": "bench.baseline:app", "fastapi-floor": "bench.fastapi_floor:app"}
+# They close connections idle for baseline.IDLE_CONNECTION_SECONDS; before one of them runs,
+# the other is left that long and a margin, so that during a run only the API's pool and one
+# asyncpg pool are open (all three do not fit in PostgreSQL's default max_connections, 100).
+HANDOVER_SECONDS = baseline.IDLE_CONNECTION_SECONDS + 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "LOG_LEVEL": "warning",
         "LOG_FORMAT": "json",
         "AUTO_MIGRATE": "false",
+        "DB_POOL_SIZE": str(options.pool_size),
+        "DB_MAX_OVERFLOW": str(options.max_overflow),
     }
     print(f"bench: creating database {name}", flush=True)
     asyncio.run(database.create_database(options.admin_url, name))
@@ -91,30 +101,28 @@ def _run(
         ],
         scaling_connections=options.scaling_connections,
     )
+    floor_scenarios = [name for name in options.scenarios if name in FLOOR_SCENARIOS]
     with tempfile.TemporaryDirectory(prefix="todo-bench-") as work_dir:
         work = Path(work_dir)
-        api_port, baseline_port = servers.free_port(), servers.free_port()
         with (
-            servers.both_running(
-                (servers.api_command(venv_bin, api_port, options.workers), api_port),
-                (
-                    servers.baseline_command(venv_bin, REPO, baseline_port, options.workers),
-                    baseline_port,
-                ),
-                env,
-                work,
-            ) as (api, baseline),
+            servers.all_running(_launches(venv_bin, options, floor_scenarios), env, work) as up,
             httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as client,
         ):
-            print(f"bench: API at {api.url}, baseline at {baseline.url}", flush=True)
+            print("bench: " + ", ".join(f"{s.name} at {s.url}" for s in up.values()), flush=True)
+            api, base, floor = up["api"], up["baseline"], up.get("fastapi-floor")
             callers = _callers(client, api.url, seeded, options)
-            for finding in parity.compare(client, api.url, baseline.url, callers[0]):
+            findings = parity.compare(client, api.url, base.url, callers[0])
+            if floor:
+                findings += parity.compare_floor(
+                    client, floor.url, base.url, callers[0], floor_scenarios
+                )
+            for finding in findings:
                 print(f"bench: parity: {finding}", flush=True)
                 the_report.notes.append(f"Parity check, {finding}.")
-            the_report.cells = _scenarios(api, baseline, callers, options, factory, work)
+            the_report.cells = _scenarios(api, base, floor, callers, options, factory, work)
             if not options.skip_scaling:
                 the_report.scaling = _scaling(client, api, seeded.scaling, options, factory, work)
-        the_report.notes += _server_log_notes(work)
+        the_report.notes += _server_log_notes(work, list(up))
     the_report.header.append(("Load average after the run", report.loadavg()))
     the_report.header.append(("Seeding", _seeding_line(seeded)))
     _write(the_report, options, started)
@@ -159,30 +167,82 @@ def _callers(client: httpx.Client, api_url: str, seeded: Seeded, options: Option
     return callers
 
 
+def _launches(venv_bin: Path, options: Options, floor_scenarios: list[str]) -> list[servers.Launch]:
+    """The API and the baseline; the FastAPI floor too when a scenario it serves will run."""
+    api_port = servers.free_port()
+    launches = [
+        servers.Launch("api", servers.api_command(venv_bin, api_port, options.workers), api_port)
+    ]
+    for name, app in ASYNCPG_APPS.items():
+        if name == "fastapi-floor" and not floor_scenarios:
+            continue
+        port = servers.free_port()
+        command = servers.uvicorn_command(venv_bin, REPO, app, port, options.workers)
+        launches.append(servers.Launch(name, command, port))
+    return launches
+
+
+class Handover:
+    """Lets one asyncpg server's connections close before the other's turn (HANDOVER_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, float] | None = None
+
+    def wait_for_turn(self, server: servers.Server) -> None:
+        if server.name in ASYNCPG_APPS and self._last and self._last[0] != server.name:
+            time.sleep(max(0.0, self._last[1] + HANDOVER_SECONDS - time.monotonic()))
+
+    def done(self, server: servers.Server) -> None:
+        if server.name in ASYNCPG_APPS:
+            self._last = (server.name, time.monotonic())
+
+
 def _scenarios(
     api: servers.Server,
-    baseline: servers.Server,
+    base: servers.Server,
+    floor: servers.Server | None,
     callers: list[Caller],
     options: Options,
     factory: TaskFactory,
     work: Path,
 ) -> list[report.Cell]:
-    """Every scenario at every connection count: the API, then the baseline, back to back."""
+    """Every scenario at every connection count: the API, then the baseline, then for the
+    floor's scenarios the FastAPI floor, back to back."""
     cells = []
+    handover = Handover()
+
+    def measure(server: servers.Server, path: Path, connections: int, label: str) -> LoadResult:
+        handover.wait_for_turn(server)
+        result = _measure(server, path, connections, options, label)
+        handover.done(server)
+        return result
+
     for scenario in options.scenarios:
         requests = scenario_requests(scenario, callers, factory)
         path = write_requests(work / f"{scenario}.tsv", requests, factory)
+        with_floor = floor if scenario in FLOOR_SCENARIOS else None
         for connections in options.connections:
-            api_result = _measure(api, path, connections, options, scenario)
-            baseline_result = _measure(baseline, path, connections, options, scenario)
-            cell = report.Cell(scenario, connections, api_result, baseline_result)
+            api_result = measure(api, path, connections, scenario)
+            base_result = measure(base, path, connections, scenario)
+            floor_result = measure(with_floor, path, connections, scenario) if with_floor else None
+            cell = report.Cell(scenario, connections, api_result, base_result, floor_result)
             cells.append(cell)
-            print(
-                f"{'':8}API/baseline: req/s {report.ratio(cell.rps_ratio)}, "
-                f"p99 {report.ratio(cell.p99_ratio)}",
-                flush=True,
-            )
+            print(f"{'':8}{_ratios_line(cell)}", flush=True)
     return cells
+
+
+def _ratios_line(cell: report.Cell) -> str:
+    def pair(result: LoadResult, against: LoadResult) -> str:
+        rps, p99 = report.rps_ratio(result, against), report.p99_ratio(result, against)
+        return f"req/s {report.ratio(rps)}, p99 {report.ratio(p99)}"
+
+    line = f"API/baseline: {pair(cell.api, cell.baseline)}"
+    if cell.floor:
+        line += (
+            f"; floor/baseline: {pair(cell.floor, cell.baseline)}"
+            f"; API/floor: {pair(cell.api, cell.floor)}"
+        )
+    return line
 
 
 def _measure(
@@ -193,7 +253,7 @@ def _measure(
     result = run_wrk(server.url, path, connections, options.duration, options.wrk_timeout)
     problems = result.non2xx + result.socket_errors
     print(
-        f"  {label:<14} c={connections:<4} {server.name:<9} {result.rps:9,.0f} req/s  "
+        f"  {label:<14} c={connections:<4} {server.name:<13} {result.rps:9,.0f} req/s  "
         f"p50 {result.p50_ms:7.1f}  p90 {result.p90_ms:7.1f}  p99 {result.p99_ms:7.1f} ms"
         + (
             f"  non-2xx {result.non2xx} {result.statuses} socket errors {result.socket_errors}"
@@ -236,9 +296,9 @@ def _scaling(
     return points
 
 
-def _server_log_notes(work: Path) -> list[str]:
+def _server_log_notes(work: Path, names: list[str]) -> list[str]:
     notes = []
-    for name in ("api", "baseline"):
+    for name in names:
         lines = [line for line in servers.tail(work / f"{name}.log", 100_000).splitlines() if line]
         if not lines:
             notes.append(f"The {name} server logged nothing at warning level or above.")
@@ -264,8 +324,15 @@ def _settings_line(options: Options) -> str:
         f"{options.users} users with {options.tasks_per_user} tasks each; "
         f"{options.duration} s per run after {options.warmup} s warm-up; "
         f"connections {','.join(map(str, options.connections))}; "
-        f"wrk threads min(2, connections), time-out {options.wrk_timeout} s; both servers "
-        f"{options.workers} workers, database pool {_pool_line()} per worker"
+        f"wrk threads min(2, connections), time-out {options.wrk_timeout} s; every server "
+        f"{options.workers} workers, database pool {options.pool_size} + "
+        f"{options.max_overflow} overflow per worker"
+        + (
+            " (the API closes overflow connections on return, the asyncpg servers keep them "
+            "while busy)"
+            if options.max_overflow
+            else ""
+        )
         + (
             ""
             if options.skip_scaling
@@ -273,11 +340,6 @@ def _settings_line(options: Options) -> str:
             f"{options.scaling_connections} connections"
         )
     )
-
-
-def _pool_line() -> str:
-    size = os.environ.get("DB_POOL_SIZE", "10")
-    return f"{size} + {os.environ.get('DB_MAX_OVERFLOW', '10')} overflow"
 
 
 def _seeding_line(seeded: Seeded) -> str:

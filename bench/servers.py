@@ -1,4 +1,4 @@
-"""The two servers under load: started on free local ports, always stopped with SIGTERM."""
+"""The servers under load: started on free local ports, always stopped with SIGTERM."""
 
 import os
 import signal
@@ -24,6 +24,15 @@ class Server:
     log: Path
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start one server: its name (and log file name), command and port."""
+
+    name: str
+    command: list[str]
+    port: int
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -38,9 +47,10 @@ def api_command(venv_bin: Path, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
-def baseline_command(venv_bin: Path, repo: Path, port: int, workers: int) -> list[str]:
+def uvicorn_command(venv_bin: Path, repo: Path, app: str, port: int, workers: int) -> list[str]:
+    """One of the bench's own apps (`bench.baseline:app`, `bench.fastapi_floor:app`)."""
     return [
-        str(venv_bin / "python"), "-m", "uvicorn", "bench.baseline:app",
+        str(venv_bin / "python"), "-m", "uvicorn", app,
         "--app-dir", str(repo), "--host", HOST, "--port", str(port),
         "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
@@ -70,15 +80,17 @@ def running(
 
 
 @contextmanager
-def both_running(
-    api: tuple[list[str], int], baseline: tuple[list[str], int], env: dict[str, str], logs: Path
-) -> Iterator[tuple[Server, Server]]:
+def all_running(
+    launches: list[Launch], env: dict[str, str], logs: Path
+) -> Iterator[dict[str, Server]]:
+    """Every server of `launches` running, by name; all stopped on the way out."""
     with ExitStack() as stack:
-        api_server = stack.enter_context(running("api", api[0], api[1], env, logs / "api.log"))
-        baseline_server = stack.enter_context(
-            running("baseline", baseline[0], baseline[1], env, logs / "baseline.log")
-        )
-        yield api_server, baseline_server
+        yield {
+            launch.name: stack.enter_context(
+                running(launch.name, launch.command, launch.port, env, logs / f"{launch.name}.log")
+            )
+            for launch in launches
+        }
 
 
 def _wait_healthy(server: Server, process: subprocess.Popen[bytes]) -> None:
