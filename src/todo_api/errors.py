@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from todo_api.openapi import documented_response, json_example
 
@@ -167,7 +168,26 @@ async def _handle_api_error(request: Request, exc: TodoApiError) -> JSONResponse
 
 async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
-    return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return JSONResponse(error_body(detail), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. The router's own 405 names only the
+    methods of the first route it met (FastAPI makes one route per method)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _ROUTABLE_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
+_ROUTABLE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _handle_service_unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:

@@ -133,7 +133,8 @@ class RequestContextMiddleware:
         finally:
             metrics.IN_FLIGHT.dec()
             duration = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None)
+            # The template without convertors: /api/tasks/{task_id}
+            route = getattr(scope.get("route"), "path_format", None)
             metrics.observe_request(
                 scope["method"], route or metrics.UNMATCHED_ROUTE, status, duration
             )

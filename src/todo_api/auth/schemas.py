@@ -5,28 +5,32 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-# Deliberately loose: a real check is the confirmation email this API does not send.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+from todo_api.text import EMAIL_CORE_PATTERN, EMAIL_PATTERN, NO_NUL_PATTERN, NOT_BLANK_PATTERN, trim
+
+_EMAIL = re.compile(EMAIL_CORE_PATTERN)
 MAX_EMAIL = 320
+MAX_NAME = 100
 
 
 def normalise_email(value: Any) -> Any:
     """Trimmed and lower-cased, so `Ann@Example.com ` and `ann@example.com` are one account."""
     if not isinstance(value, str):
         return value
-    email = value.strip().lower()
-    if len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email):
+    email = trim(value).lower()
+    if len(value) > MAX_EMAIL or not _EMAIL.fullmatch(email):
         raise ValueError("must be an email address")
     return email
 
 
 def _trimmed_name(value: Any) -> Any:
     if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            raise ValueError("name must not be blank")
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if len(value) > MAX_NAME:  # before trimming, as the document's maxLength says
+            raise ValueError(f"must be at most {MAX_NAME} characters")
+        value = trim(value)
+        if not value:
+            raise ValueError("name must not be blank")
     return value
 
 
@@ -36,9 +40,22 @@ def _password(value: Any) -> Any:
     return value
 
 
-Email = Annotated[str, BeforeValidator(normalise_email)]
-Password = Annotated[str, BeforeValidator(_password), Field(min_length=8, max_length=128)]
-Name = Annotated[str, BeforeValidator(_trimmed_name), Field(max_length=100)]
+# The patterns describe what the validators enforce, for the OpenAPI document's readers.
+Email = Annotated[
+    str,
+    BeforeValidator(normalise_email),
+    Field(json_schema_extra={"pattern": EMAIL_PATTERN, "maxLength": MAX_EMAIL}),
+]
+Password = Annotated[
+    str,
+    BeforeValidator(_password),
+    Field(min_length=8, max_length=128, json_schema_extra={"pattern": NO_NUL_PATTERN}),
+]
+Name = Annotated[
+    str,
+    BeforeValidator(_trimmed_name),
+    Field(max_length=MAX_NAME, json_schema_extra={"pattern": NOT_BLANK_PATTERN}),
+]
 
 
 class SignupRequest(BaseModel):

@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from starlette.convertors import Convertor, register_url_convertor
 
 from todo_api.auth.dependencies import CurrentUser
 from todo_api.errors import error_responses
@@ -20,6 +21,23 @@ from todo_api.tasks.schemas import (
     TaskStats,
     TaskUpdate,
 )
+
+
+class TaskIdConvertor(Convertor[str]):
+    """Any path segment but `stats`, so `PUT /api/tasks/stats` is a 405 (stats is read-only)
+    rather than a 400 for a malformed id. The id is still validated as a UUID (400)."""
+
+    regex = "(?!stats$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)  # `url_for` is given the task's UUID
+
+
+register_url_convertor("task_id", TaskIdConvertor())
+TASK_PATH = "/{task_id:task_id}"
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=error_responses(401, 503))
 # A malformed task id is a 400, like a malformed body.
@@ -91,7 +109,7 @@ async def task_stats(user: CurrentUser, db: DatabaseDep) -> TaskStats:
 
 
 @router.get(
-    "/{task_id}",
+    TASK_PATH,
     response_model=TaskRead,
     summary="Get one task",
     responses={
@@ -130,7 +148,7 @@ async def update_task(
 
 for method in ("PUT", "PATCH"):
     router.add_api_route(
-        "/{task_id}",
+        TASK_PATH,
         update_task,
         methods=[method],
         response_model=TaskRead,
@@ -146,7 +164,7 @@ for method in ("PUT", "PATCH"):
 
 
 @router.delete(
-    "/{task_id}",
+    TASK_PATH,
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a task",
     responses={204: documented_response("Deleted; no body"), **ONE_TASK_ERRORS},
@@ -156,7 +174,7 @@ async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) ->
 
 
 @router.patch(
-    "/{task_id}/complete",
+    TASK_PATH + "/complete",
     response_model=TaskRead,
     summary="Toggle or set completion",
     responses={

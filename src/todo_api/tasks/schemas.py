@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from todo_api.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN, trim
+
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
 SortField = Literal["created", "title", "due_date", "priority", "updated"]
@@ -32,7 +34,9 @@ def _no_nul(value: Any) -> Any:
 
 def _trimmed_title(value: Any) -> Any:
     if isinstance(value, str):
-        value = _no_nul(value).strip()
+        if len(value) > MAX_TITLE:  # before trimming, as the document's maxLength says
+            raise ValueError(f"must be at most {MAX_TITLE} characters")
+        value = trim(_no_nul(value))
         if not value:
             raise ValueError("title must not be blank")
     return value
@@ -59,8 +63,18 @@ def _due_date(value: Any) -> Any:
     return parsed
 
 
-Title = Annotated[str, BeforeValidator(_trimmed_title), Field(max_length=MAX_TITLE)]
-Description = Annotated[str, BeforeValidator(_no_nul), Field(max_length=MAX_DESCRIPTION)]
+# The patterns describe, for the OpenAPI document and its clients, what the validators above
+# enforce: no NUL, and a title with something besides white space (see todo_api.text).
+Title = Annotated[
+    str,
+    BeforeValidator(_trimmed_title),
+    Field(max_length=MAX_TITLE, json_schema_extra={"pattern": NOT_BLANK_PATTERN}),
+]
+Description = Annotated[
+    str,
+    BeforeValidator(_no_nul),
+    Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": NO_NUL_PATTERN}),
+]
 DueDate = Annotated[datetime, BeforeValidator(_due_date)]
 
 
@@ -99,11 +113,12 @@ class TaskUpdate(BaseModel):
         }
     )
 
-    title: Title | None = None
+    # Absent is allowed, `null` is not: the document offers only the value.
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
     priority: Priority | None = None
     due_date: DueDate | None = None
-    completed: StrictBool | None = None
+    completed: StrictBool | SkipJsonSchema[None] = None
 
     @field_validator("title", "completed")
     @classmethod

@@ -1,0 +1,84 @@
+"""Schemathesis against a real `todo-api serve`, driven by the app's own OpenAPI document:
+every check, positive and negative data, all four phases including the stateful one (create,
+then read, change, toggle and delete what was created). Zero failures allowed: no 5xx, every
+answer conforms to the document, schema-valid input is accepted and invalid input refused."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import environment_without_settings, throwaway_database
+from tests.test_server_process import SECRET, issue_token, running_server
+
+pytestmark = pytest.mark.slow
+
+SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+# Examples per operation and phase: the whole run stays around a minute per database here.
+MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "60")
+RUN_TIMEOUT_SECONDS = 600
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'schemathesis.db'}"
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    with throwaway_database(admin_url, "todo_api_schemathesis") as url:
+        yield url
+
+
+def test_the_api_keeps_its_openapi_contract(fresh_database: str, tmp_path: Path) -> None:
+    env = {
+        **environment_without_settings(),
+        "DATABASE_URL": fresh_database,
+        "BETTER_AUTH_SECRET": SECRET,
+        "LOG_LEVEL": "warning",
+        "DATA_DIR": str(tmp_path / "state"),
+    }
+    with running_server(["--workers", "1"], cwd=tmp_path, env=env) as server:
+        token = issue_token("--sub", "schemathesis-user", cwd=tmp_path, env=env)
+        result = subprocess.run(
+            [
+                SCHEMATHESIS,
+                "--config-file",
+                str(CONFIG),
+                "run",
+                f"{server.base_url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                "all",
+                "--mode",
+                "all",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--seed",
+                os.environ.get("SCHEMATHESIS_SEED", "20261121"),
+                "--workers",
+                "1",
+                "--request-timeout",
+                "10",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+        server_log = server.stderr()
+    print(result.stdout[-4000:])
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-4000:]
+    assert "Traceback" not in server_log, server_log[-8000:]
