@@ -132,8 +132,9 @@ def error_body(detail: str, **extra: Any) -> dict[str, Any]:
 
 def _field_name(loc: Sequence[int | str]) -> str:
     # ("body", "title") -> "title"; ("query", "limit") -> "limit"; whole-body errors -> "body".
-    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(part) for part in loc]
-    return ".".join(parts)
+    # Bodies and queries are flat, so the name is the second part; what follows it names a
+    # member of a union type ("order", "literal['asc','desc']"), not a field.
+    return str(loc[1]) if len(loc) > 1 else str(loc[0]) if loc else "body"
 
 
 def _validation_detail(first: dict[str, Any]) -> str:
@@ -155,9 +156,14 @@ def _clean_message(error: dict[str, Any]) -> str:
 
 async def _handle_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [dict(e, msg=_clean_message(e)) for e in exc.errors()]
+    # One entry per field: a value that fits no member of a union (`order=up` is neither
+    # 'asc' nor 'desc' nor absent) gets one error per member; the first one says it.
+    by_field: dict[str, str] = {}
+    for error in errors:
+        by_field.setdefault(_field_name(error.get("loc", ())), error["msg"])
     body = error_body(
         _validation_detail(errors[0]) if errors else BadRequest.detail,
-        errors=[{"field": _field_name(e.get("loc", ())), "message": e["msg"]} for e in errors],
+        errors=[{"field": field, "message": message} for field, message in by_field.items()],
     )
     return JSONResponse(body, status_code=400)
 
