@@ -196,8 +196,9 @@ class TaskListQuery(BaseModel):
     priority: Priority | SkipJsonSchema[None] = Field(
         None, description="Only tasks of this priority."
     )
-    q: str | SkipJsonSchema[None] = Field(
-        None, max_length=200, description="Case-insensitive substring of title or description."
+    # The length limit on the string member: on the union it would apply to None too.
+    q: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = Field(
+        None, description="Case-insensitive substring of title or description."
     )
     sort: SortField = Field("created", description="Sort key; ties are broken by id.")
     order: Order | SkipJsonSchema[None] = Field(
@@ -207,8 +208,8 @@ class TaskListQuery(BaseModel):
         "last; tasks without a priority as the lowest priority.",
     )
     limit: int = Field(100, ge=1, le=1000, description="Page size.")
-    cursor: str | SkipJsonSchema[None] = Field(
-        None, max_length=1024, description="Position from the previous page's `Link` header."
+    cursor: Annotated[str, Field(max_length=1024)] | SkipJsonSchema[None] = Field(
+        None, description="Position from the previous page's `Link` header."
     )
 
     @model_validator(mode="before")
