@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 ASSETS_DIR = Path(__file__).parent / "static"
 ASSETS_PATH = "/docs/assets"
@@ -50,8 +52,21 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+ASSETS_CACHE_CONTROL = "public, max-age=86400"
+
+
+class VendoredAssets(StaticFiles):
+    """The vendored files change only with a new version of the API, so browsers may keep
+    them for a day, instead of the `no-store` every API answer gets (observability.py)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = ASSETS_CACHE_CONTROL
+        return response
+
+
 router = APIRouter(include_in_schema=False)
-router.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
+router.mount(ASSETS_PATH, VendoredAssets(directory=ASSETS_DIR), name="docs-assets")
 
 
 def _root(request: Request) -> str:

@@ -78,6 +78,10 @@ async def test_page_loads_everything_from_this_server(client: AsyncClient, page:
         expected = CONTENT_TYPES[Path(url).suffix]
         assert asset.headers["content-type"].split(";")[0] == expected, url
         assert asset.content, url
+        if url != "/openapi.json":
+            # Versioned with the API: cacheable, unlike the pages and every API answer.
+            assert asset.headers["cache-control"] == "public, max-age=86400", url
+    assert response.headers["cache-control"] == "no-store"
 
 
 @pytest.mark.parametrize("page", PAGES)
