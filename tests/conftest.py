@@ -58,13 +58,14 @@ def _admin_url() -> str:
     return os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
+    """A libpq-style URL asyncpg takes, from a SQLAlchemy-style one."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _postgres_answers(url: str) -> bool:
     try:
-        connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     await connection.close()
@@ -104,14 +105,34 @@ def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the admin URL's server, as a plain libpq-style URL;
     dropped afterwards, connections and all. Call it outside a running event loop."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = _asyncpg_dsn(admin_url)
+    admin = asyncpg_dsn(admin_url)
     asyncio.run(_execute(admin, f'CREATE DATABASE "{name}"'))
     try:
-        yield _asyncpg_dsn(
+        yield asyncpg_dsn(
             make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         )
     finally:
         asyncio.run(_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of one query on its own connection, as dicts: what the database really holds."""
+    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    try:
+        return [dict(row) for row in await connection.fetch(sql, *args)]
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A brand-new, empty database (nothing migrated), dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    with throwaway_database(admin_url, "todo_api_fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,7 @@
 """The migrations build exactly the schema the models describe, and run both ways."""
 
 import warnings
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
-from tests.conftest import SECRET, throwaway_database
+from tests.conftest import SECRET
 from todo_api.config import Settings
 from todo_api.db import Base, create_engine
 from todo_api.migrations import alembic_config, upgrade_to_head
@@ -23,17 +22,6 @@ from todo_api.migrations import alembic_config, upgrade_to_head
 # of the CASE expression ("(priority)::text = 'high'::text"); the EXPLAIN tests prove that
 # index is the one the queries use.
 TEXTUALLY_DIFFERENT_INDEXES = {"ix_tasks_user_id_priority_id"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A brand-new, empty database, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    with throwaway_database(admin_url, "todo_api_migrations") as url:
-        yield url
 
 
 @pytest.fixture

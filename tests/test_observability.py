@@ -13,13 +13,14 @@ from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
+    SECRET,
     auth,
     environment_without_settings,
     make_token,
     running,
     throwaway_database,
 )
-from tests.test_server_process import SECRET, issue_token, log_entries, running_server
+from tests.processes import issue_token, log_entries, running_server
 from todo_api.config import Settings
 
 SECURITY_HEADERS = {

@@ -31,13 +31,15 @@ from sqlalchemy.engine import make_url
 from tests.conftest import (
     IN_CI,
     SECRET,
+    asyncpg_dsn,
     auth,
     environment_without_settings,
+    fetch,
     make_token,
     running,
     throwaway_database,
 )
-from tests.test_server_process import free_port, running_server
+from tests.processes import free_port, running_server
 from todo_api.config import Settings
 
 pytestmark = pytest.mark.postgres
@@ -64,11 +66,6 @@ def pgbouncer_binary() -> str:
             pytest.fail(f"{message}; CI=true makes the PgBouncer tests required")
         pytest.skip(message)
     return binary
-
-
-def plain_dsn(url: str) -> str:
-    """A libpq-style URL asyncpg takes, from a SQLAlchemy-style one."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ def _unprivileged_user() -> str:
 
 async def _answers(url: str) -> bool:
     try:
-        connection = await asyncpg.connect(plain_dsn(url), timeout=2)
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=2)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     try:
@@ -185,14 +182,6 @@ def bouncer(pgbouncer_binary: str, postgres_url: str, tmp_path: Path) -> Iterato
     """PgBouncer in transaction mode in front of the session's migrated test database."""
     with running_pgbouncer(pgbouncer_binary, postgres_url, tmp_path / "pgbouncer") as running:
         yield running
-
-
-async def fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    connection = await asyncpg.connect(plain_dsn(url))
-    try:
-        return [dict(row) for row in await connection.fetch(sql, *args)]
-    finally:
-        await connection.close()
 
 
 # In-process: the app's own pool, through the bouncer, under concurrent mixed load.
@@ -556,7 +545,7 @@ async def prepared_statements_per_server_connection(bouncer: Bouncer) -> list[in
     """How many named prepared statements each of PgBouncer's server connections holds: as
     many clients as it has server connections, each holding one in a transaction at once."""
     connections = [
-        await asyncpg.connect(plain_dsn(bouncer.url()), statement_cache_size=0)
+        await asyncpg.connect(asyncpg_dsn(bouncer.url()), statement_cache_size=0)
         for _ in range(BOUNCER_POOL_SIZE)
     ]
     all_in = asyncio.Barrier(BOUNCER_POOL_SIZE)

@@ -6,13 +6,12 @@ answer conforms to the document, schema-valid input is accepted and invalid inpu
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import environment_without_settings, throwaway_database
-from tests.test_server_process import SECRET, issue_token, running_server
+from tests.conftest import SECRET, environment_without_settings
+from tests.processes import issue_token, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,20 +22,10 @@ MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "60")
 RUN_TIMEOUT_SECONDS = 600
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'schemathesis.db'}"
-        return
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    with throwaway_database(admin_url, "todo_api_schemathesis") as url:
-        yield url
-
-
-def test_the_api_keeps_its_openapi_contract(fresh_database: str, tmp_path: Path) -> None:
+def test_the_api_keeps_its_openapi_contract(fresh_database_url: str, tmp_path: Path) -> None:
     env = {
         **environment_without_settings(),
-        "DATABASE_URL": fresh_database,
+        "DATABASE_URL": fresh_database_url,
         "BETTER_AUTH_SECRET": SECRET,
         "LOG_LEVEL": "warning",
         "DATA_DIR": str(tmp_path / "state"),

@@ -28,7 +28,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import IN_CI, SECRET, environment_without_settings, make_token
-from tests.test_server_process import Server, running_server
+from tests.processes import Server, running_server
 
 pytestmark = pytest.mark.slow
 

@@ -22,10 +22,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, make_token
+from tests.conftest import IN_CI, fetch, make_token, throwaway_database
+from tests.processes import free_port
 from tests.test_pgbouncer import _unprivileged_user as unprivileged_user
 from tests.test_pgbouncer import pgbouncer_binary  # noqa: F401 (a fixture, shared)
-from tests.test_server_process import free_port
 
 PG_START_TIMEOUT = 30
 
@@ -148,12 +148,11 @@ def cluster(postgres_bindir: Path) -> Iterator[Cluster]:
         yield running
 
 
-async def fetch(dsn: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        return [dict(row) for row in await connection.fetch(sql, *args)]
-    finally:
-        await connection.close()
+@pytest.fixture
+def database(postgres_admin_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database on the suite's server (the API migrates it), dropped after."""
+    with throwaway_database(postgres_admin_url, "todo_api_reliability") as url:
+        yield url
 
 
 @asynccontextmanager

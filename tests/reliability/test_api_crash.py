@@ -5,26 +5,19 @@ the API and in PostgreSQL. An acknowledged write is a committed one."""
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings, throwaway_database
-from tests.reliability.conftest import Load, bearer, fetch, summary
-from tests.test_server_process import running_server
+from tests.conftest import SECRET, environment_without_settings, fetch
+from tests.processes import running_server
+from tests.reliability.conftest import Load, bearer, summary
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CLIENTS = 4
 LOAD_SECONDS = 1.0
-
-
-@pytest.fixture
-def database(postgres_admin_url: str) -> Iterator[str]:
-    with throwaway_database(postgres_admin_url, "todo_api_crash") as url:
-        yield url
 
 
 async def load_then_kill(base_url: str, pid: int) -> Load:

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings
+from tests.conftest import SECRET, environment_without_settings, fetch
+from tests.processes import running_server
 from tests.reliability.conftest import (
     LEAKS,
     UNAVAILABLE_DETAILS,
@@ -19,10 +20,8 @@ from tests.reliability.conftest import (
     Load,
     Outcome,
     bearer,
-    fetch,
     summary,
 )
-from tests.test_server_process import running_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -5,26 +5,19 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings, throwaway_database
-from tests.reliability.conftest import bearer, fetch, table_locked, wait_for_lock_waiters
-from tests.test_server_process import Server, running_server
+from tests.conftest import SECRET, environment_without_settings, fetch
+from tests.processes import Server, running_server
+from tests.reliability.conftest import bearer, table_locked, wait_for_lock_waiters
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 IN_FLIGHT = 4
 STOP_TIMEOUT = 20.0
-
-
-@pytest.fixture
-def database(postgres_admin_url: str) -> Iterator[str]:
-    with throwaway_database(postgres_admin_url, "todo_api_shutdown") as url:
-        yield url
 
 
 def refuses_connections(base_url: str) -> bool:

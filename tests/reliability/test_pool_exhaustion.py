@@ -4,15 +4,14 @@ again. A real `todo-api serve` with a pool of one connection and no overflow."""
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings, throwaway_database
-from tests.reliability.conftest import LEAKS, bearer, fetch, table_locked, wait_for_lock_waiters
-from tests.test_server_process import running_server
+from tests.conftest import SECRET, environment_without_settings, fetch
+from tests.processes import running_server
+from tests.reliability.conftest import LEAKS, bearer, table_locked, wait_for_lock_waiters
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -20,12 +19,6 @@ POOL_TIMEOUT = 1.0
 MARGIN = 1.0
 WAITING = 4
 BUSY = "All database connections are busy; try again shortly."
-
-
-@pytest.fixture
-def database(postgres_admin_url: str) -> Iterator[str]:
-    with throwaway_database(postgres_admin_url, "todo_api_pool") as url:
-        yield url
 
 
 async def timed(request: "asyncio.Future[httpx.Response]") -> tuple[httpx.Response, float]:

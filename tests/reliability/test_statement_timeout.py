@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import SECRET, running, throwaway_database
-from tests.reliability.conftest import LEAKS, bearer, fetch, table_locked
+from tests.conftest import SECRET, fetch, running
+from tests.reliability.conftest import LEAKS, bearer, table_locked
 from tests.test_pgbouncer import running_pgbouncer
 from todo_api.config import Settings
 
@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 STATEMENT_TIMEOUT = 1.0
 MARGIN = 1.5
 TIMED_OUT = "The database took too long to answer; try again shortly."
-
-
-@pytest.fixture
-def database(postgres_admin_url: str) -> Iterator[str]:
-    with throwaway_database(postgres_admin_url, "todo_api_timeout") as url:
-        yield url
 
 
 def settings_for(url: str, tmp_path: Path, **overrides: object) -> Settings:
