@@ -1,5 +1,7 @@
-"""What counts as white space in user text, spelled out once for the validators and for the
-patterns the OpenAPI document shows, so that both agree on every character.
+"""Text from outside: the one check every string passes before it can reach the database, the
+request models that apply it to every field, and what counts as white space in user text,
+spelled out once for the validators and for the patterns the OpenAPI document shows, so that
+both agree on every character.
 
 JSON Schema patterns are ECMAScript regexes, whose `\\s` is not Python's (U+001C-U+001F and
 U+0085 are white space only to Python, U+FEFF only to ECMAScript), so neither uses `\\s`: the
@@ -7,6 +9,9 @@ set below is Python's white space plus U+FEFF, and trimming strips exactly that 
 """
 
 import sys
+from typing import Any
+
+from pydantic import BaseModel, field_validator
 
 WHITESPACE = (
     "".join(character for character in map(chr, range(sys.maxunicode + 1)) if character.isspace())
@@ -41,3 +46,47 @@ EMAIL_PATTERN = f"^[{_escaped(WHITESPACE)}]*{EMAIL_CORE_PATTERN}[{_escaped(WHITE
 
 def trim(text: str) -> str:
     return text.strip(WHITESPACE)
+
+
+def unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored, or None if it can.
+
+    JSON and token claims can carry what no database column holds: NUL (PostgreSQL's text types
+    refuse it) and unpaired UTF-16 surrogates (`"\\udfff"`: not Unicode scalar values, so no
+    UTF-8 encoding exists for them). Every other character, control characters included, is
+    stored and answered back exactly.
+    """
+    if text.isascii():
+        return "must not contain NUL characters" if "\x00" in text else None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it contains an unpaired surrogate)"
+    return "must not contain NUL characters" if "\x00" in text else None
+
+
+def _refuse_unstorable(value: Any) -> Any:
+    """Checks every string in a raw input value (lists and objects included) with `unstorable`."""
+    if isinstance(value, str):
+        problem = unstorable(value)
+        if problem is not None:
+            raise ValueError(problem)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_unstorable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unstorable(key)
+            _refuse_unstorable(item)
+    return value
+
+
+class InputModel(BaseModel):
+    """Base of every model that takes text from a request (bodies and query strings): each
+    field's raw value passes `unstorable` before any other validator sees it, so a refused
+    string is a 400 naming its field, and no field can forget the check."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return _refuse_unstorable(value)

@@ -1,5 +1,6 @@
 """Bad input gets a clear 400 (never 422) and changes nothing."""
 
+import json
 from typing import Any
 
 import pytest
@@ -25,14 +26,22 @@ INVALID_CREATE_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"title": "ok", "due_date": "9999-12-31T23:00:00Z"}, "due_date"),
     ({"title": "ok", "completed": "yes"}, "completed"),
     ({"title": "ok", "completed": 1}, "completed"),
+    # Text no column can hold: a lone surrogate (valid JSON, no UTF-8 for it) or NUL.
+    ({"title": "ok", "description": "\udfff"}, "description"),
+    ({"title": "ok", "description": "tail\x00"}, "description"),
+    ({"title": "\ud83d title"}, "title"),
+    ({"title": "ok", "priority": "high\x00"}, "priority"),
+    ({"title": "ok", "due_date": "2026-05-01\udfff"}, "due_date"),
 ]
+# Bodies go as JSON text with \u escapes: httpx's `json=` cannot encode a lone surrogate.
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.mark.parametrize(("body", "field"), INVALID_CREATE_BODIES)
 async def test_create_rejects_invalid_field(
     client: AsyncClient, db: DatabaseProbe, body: dict[str, Any], field: str
 ) -> None:
-    response = await client.post("/api/tasks", json=body, headers=auth())
+    response = await client.post("/api/tasks", content=json.dumps(body), headers={**auth(), **JSON})
     assert response.status_code == 400, response.text
     payload = response.json()
     assert field in payload["detail"]
@@ -70,6 +79,8 @@ UPDATE_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"priority": "urgent"}, "priority"),
     ({"description": "x" * 1001}, "description"),
     ({"due_date": "someday"}, "due_date"),
+    ({"description": "\udfff"}, "description"),
+    ({"title": "new\x00"}, "title"),
 ]
 
 
@@ -85,7 +96,9 @@ async def test_update_rejects_invalid_field_and_changes_nothing(
 ) -> None:
     task = await create_task(title="Original", priority="low", description="d")
     before = await db.task(task["id"])
-    response = await client.request(method, f"/api/tasks/{task['id']}", json=body, headers=auth())
+    response = await client.request(
+        method, f"/api/tasks/{task['id']}", content=json.dumps(body), headers={**auth(), **JSON}
+    )
     assert response.status_code == 400, response.text
     assert field in response.json()["detail"]
     assert await db.task(task["id"]) == before
@@ -185,3 +198,22 @@ async def test_wrong_method_is_405(client: AsyncClient) -> None:
     response = await client.post("/api/tasks/stats", json={}, headers=auth())
     assert response.status_code == 405
     assert response.json() == {"detail": "Method not allowed"}
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("q=a%00b", "q"), ("status=all%00", "status"), ("q=%ED%A0%80", None), ("sort=%FF", "sort")],
+)
+async def test_query_text_the_database_cannot_hold_is_400(
+    client: AsyncClient, create_task: TaskFactory, query: str, field: str | None
+) -> None:
+    """Percent-decoding turns bytes that are not UTF-8 into U+FFFD, an ordinary character: only
+    NUL gets through it, and is refused before any query runs."""
+    await create_task(title="a\ufffdb")
+    response = await client.get(f"/api/tasks?{query}", headers=auth())
+    if field is None:
+        assert response.status_code == 200, response.text
+        assert [task["title"] for task in response.json()] == []  # U+FFFD alone: no match
+        return
+    assert response.status_code == 400, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]

@@ -44,6 +44,7 @@ from todo_api.tasks.models import (
     title_key,
 )
 from todo_api.tasks.schemas import Order, SortField, TaskListQuery, TaskStats
+from todo_api.text import unstorable
 
 # A task as read from the database: attribute access by column name (`row.title`).
 TaskRow = Row[Any]
@@ -79,7 +80,7 @@ def _due_date(value: Any) -> ColumnElement[Any]:
 
 
 def _text(value: Any) -> ColumnElement[Any]:
-    if not isinstance(value, str) or "\x00" in value or len(value) > MAX_TITLE_KEY_LENGTH:
+    if not isinstance(value, str) or len(value) > MAX_TITLE_KEY_LENGTH or unstorable(value):
         raise TypeError("cursor title is not a title")
     return literal(value)
 

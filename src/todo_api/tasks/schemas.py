@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from todo_api.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN, trim
+from todo_api.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN, InputModel, trim
 
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
@@ -26,17 +26,11 @@ MAX_TITLE = 200
 MAX_DESCRIPTION = 1000
 
 
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _trimmed_title(value: Any) -> Any:
     if isinstance(value, str):
         if len(value) > MAX_TITLE:  # before trimming, as the document's maxLength says
             raise ValueError(f"must be at most {MAX_TITLE} characters")
-        value = trim(_no_nul(value))
+        value = trim(value)
         if not value:
             raise ValueError("title must not be blank")
     return value
@@ -63,8 +57,8 @@ def _due_date(value: Any) -> Any:
     return parsed
 
 
-# The patterns describe, for the OpenAPI document and its clients, what the validators above
-# enforce: no NUL, and a title with something besides white space (see todo_api.text).
+# The patterns describe, for the OpenAPI document and its clients, what the validators enforce:
+# no NUL (`InputModel`, for every field), and a title with something besides white space.
 Title = Annotated[
     str,
     BeforeValidator(_trimmed_title),
@@ -72,13 +66,12 @@ Title = Annotated[
 ]
 Description = Annotated[
     str,
-    BeforeValidator(_no_nul),
     Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": NO_NUL_PATTERN}),
 ]
 DueDate = Annotated[datetime, BeforeValidator(_due_date)]
 
 
-class TaskCreate(BaseModel):
+class TaskCreate(InputModel):
     """A new task. `id`, `user_id` and timestamps are the server's and ignored if sent."""
 
     model_config = ConfigDict(
@@ -101,7 +94,7 @@ class TaskCreate(BaseModel):
     completed: StrictBool = False
 
 
-class TaskUpdate(BaseModel):
+class TaskUpdate(InputModel):
     """A partial change: fields present are set, absent ones kept, `null` clears a nullable one."""
 
     model_config = ConfigDict(
@@ -132,7 +125,7 @@ class TaskUpdate(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
-class TaskCompletion(BaseModel):
+class TaskCompletion(InputModel):
     """Set completion explicitly (idempotent); send no body to flip it instead."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"completed": True}]})
@@ -186,7 +179,7 @@ class TaskStats(BaseModel):
     overdue: int
 
 
-class TaskListQuery(BaseModel):
+class TaskListQuery(InputModel):
     """Query parameters of `GET /api/tasks`. An empty value (`priority=`) means "not given",
     as forms send it."""
 
