@@ -119,6 +119,27 @@ ATTACKS: dict[str, Forge] = {
     "embedded jwk": _embedded_jwk,
     "JWE-shaped": _jwe_shaped,
     "9 KB token": lambda i, k, _: k["EdDSA"].sign(_claims(i, padding="x" * 9 * 1024)),
+    # Header members of the wrong type, each signed with the real secret: refused for its
+    # type, before it is used (a list as `alg` once reached a set lookup and answered 500).
+    "alg as a list": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i), alg=["HS256"]),
+    "alg as a number": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i), alg=256),
+    "alg as an object": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i), alg={"HS256": 1}),
+    "alg null": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i), alg=None),
+    "kid as an object": lambda i, k, _: hs256_with(
+        SECRET.encode(), _claims(i), alg="EdDSA", kid={"kid": k["EdDSA"].kid}
+    ),
+    "crit naming an unknown extension": lambda i, k, _: hs256_with(
+        SECRET.encode(), _claims(i), crit=["exp"]
+    ),
+    # Claims of the wrong type or value, signed with the real secret.
+    "exp infinite": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i, exp=float("inf"))),
+    "exp as text": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i, exp="tomorrow")),
+    "sub blank": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i, sub=" \t ")),
+    "sub as a number": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i, sub=42)),
+    "sub with NUL": lambda i, k, _: hs256_with(SECRET.encode(), _claims(i, sub="someone\x00")),
+    "sub with a lone surrogate": lambda i, k, _: hs256_with(
+        SECRET.encode(), _claims(i, sub="someone\udfff")
+    ),
 }
 
 

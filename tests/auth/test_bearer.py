@@ -112,3 +112,58 @@ async def test_public_routes_need_no_token(client: AsyncClient) -> None:
     for path in ["/health", "/health/ready", "/openapi.json", "/docs", "/redoc"]:
         response = await client.get(path)
         assert response.status_code == 200, path
+
+
+# `email` and `name` only describe the caller; one the `users` row could not hold (NUL, an
+# unpaired surrogate, longer than the column once lower-cased, not an address) is dropped, and
+# the request goes on. The user is the same either way: the id is `sub`.
+UNUSABLE_DECORATIVE_CLAIMS = {
+    "email with NUL": {"email": "ann\x00@example.com"},
+    "email with a lone surrogate": {"email": "ann\udfff@example.com"},
+    "email of 321 characters": {"email": "a" * 309 + "@example.com"},
+    "email longer than its column once lower-cased": {"email": "\u0130" * 300 + "@example.com"},
+    "email that is no address": {"email": "not an address"},
+    "email as a list": {"email": ["ann@example.com"]},
+    "name with NUL": {"name": "Ann\x00"},
+    "name with a lone surrogate": {"name": "\ud800Ann"},
+    "name of 101 characters": {"name": "n" * 101},
+    "name blank": {"name": " \u2028 "},
+}
+
+
+@pytest.mark.parametrize(
+    "claims", UNUSABLE_DECORATIVE_CLAIMS.values(), ids=UNUSABLE_DECORATIVE_CLAIMS.keys()
+)
+async def test_unusable_email_or_name_claims_are_dropped(
+    client: AsyncClient, db: DatabaseProbe, claims: dict[str, object]
+) -> None:
+    sent = {"email": "ann@example.com", "name": "Ann Lee", **claims}
+    for _ in range(2):  # the first request creates the row, the second finds it
+        response = await client.get("/api/tasks", headers=auth("ann", **sent))
+        assert response.status_code == 200, response.text
+    rows = await db.rows("SELECT id, email, name FROM users")
+    kept = {
+        "id": "ann",
+        "email": None if "email" in claims else "ann@example.com",
+        "name": None if "name" in claims else "Ann Lee",
+    }
+    assert rows == [kept]
+
+
+async def test_usable_claims_are_stored_as_sent(client: AsyncClient, db: DatabaseProbe) -> None:
+    # Accents, Hebrew, an emoji, a combining mark.
+    name = "Zoë \u05e9\u05dc\u05d5\u05dd \U0001f600 e\u0301"
+    response = await client.get(
+        "/api/tasks", headers=auth("ann", email=" Ann@Example.COM ", name=name)
+    )
+    assert response.status_code == 200
+    assert await db.rows("SELECT email, name FROM users") == [
+        {"email": "ann@example.com", "name": name}
+    ]
+
+
+async def test_expiry_beyond_any_float_is_not_a_500(client: AsyncClient) -> None:
+    """`exp` is an integer of any size in JSON; one past the float range once crashed the
+    token cache. Signed by the issuer, it is simply a token that expires very late."""
+    response = await client.get("/api/tasks", headers=auth("ann", exp=10**400))
+    assert response.status_code == 200, response.text

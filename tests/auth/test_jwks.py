@@ -107,6 +107,33 @@ async def test_rotation_is_picked_up_without_restart(
     assert still_old.status_code == 200
 
 
+async def test_a_withdrawn_key_stops_verifying_remembered_tokens(
+    sqlite_url: str, tmp_path: Path, issuer: RecordingServer, keys: dict[str, SigningKey]
+) -> None:
+    """Verified tokens are remembered per worker; once a refresh of the JWKS no longer lists
+    the key that verified one, it is checked again, and refused."""
+    settings = jwks_only(
+        sqlite_url,
+        tmp_path,
+        better_auth_url=issuer.origin,
+        jwt_jwks_cache_seconds=1,
+        jwt_jwks_cooldown_seconds=0,
+    )
+    withdrawn, kept = keys["EdDSA"], keys["ES256"]
+    async with running(settings) as (_, client):
+        old_token = withdrawn.sign(better_auth_claims(issuer))
+        kept_token = kept.sign(better_auth_claims(issuer))
+        for token in (old_token, kept_token):
+            assert (await client.get("/api/tasks", headers=bearer(token))).status_code == 200
+        issuer.publish(kept)
+        await asyncio.sleep(1.2)  # past JWT_JWKS_CACHE_SECONDS: the next use refetches
+        refused = await client.get("/api/tasks", headers=bearer(old_token))
+        assert refused.status_code == 401, refused.text
+        assert refused.json() == {"detail": "Token was signed with an unknown key."}
+        still = await client.get("/api/tasks", headers=bearer(kept_token))
+        assert still.status_code == 200
+
+
 async def test_unknown_kid_refetches_once_not_per_request(
     issuer: RecordingServer, jwks_client: AsyncClient
 ) -> None:

@@ -7,8 +7,10 @@ held keep working.
 """
 
 import asyncio
+import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -30,6 +32,19 @@ _KEY_TYPES = {
 
 class JwksUnavailable(Exception):
     """The JWKS could not be fetched and no keys are held."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """A key of the set, and its fingerprint: how a verification made with it is later checked
+    against the keys the issuer still publishes."""
+
+    key: PyJWK
+    fingerprint: str
+
+
+def _fingerprint(jwk: dict[str, Any]) -> str:
+    return json.dumps(jwk, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _fits(jwk: dict[str, Any], algorithm: str) -> bool:
@@ -57,7 +72,8 @@ class JwksClient:
         self._max_age = max_age_seconds
         self._cooldown = cooldown_seconds
         self._keys: list[dict[str, Any]] = []
-        self._parsed: dict[tuple[str | None, str], PyJWK] = {}
+        self._published: frozenset[str] = frozenset()
+        self._parsed: dict[tuple[str | None, str], PublishedKey] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._unknown_kid_refetch_at: float | None = None
@@ -67,7 +83,7 @@ class JwksClient:
     def key_count(self) -> int:
         return len(self._keys)
 
-    async def key_for(self, kid: str | None, algorithm: str) -> PyJWK | None:
+    async def key_for(self, kid: str | None, algorithm: str) -> PublishedKey | None:
         """The key that verifies a token with this `kid` and `alg`, or None if there is none."""
         if self._is_stale():
             await self.refresh()
@@ -79,6 +95,13 @@ class JwksClient:
             await self.refresh()
             key = self._find(kid, algorithm)
         return key
+
+    async def still_publishes(self, fingerprint: str) -> bool:
+        """Whether the key with this fingerprint is in the set as last fetched (fetching it
+        again first if it is due): a key the issuer withdrew verifies nothing from then on."""
+        if self._is_stale():
+            await self.refresh()
+        return fingerprint in self._published
 
     async def refresh(self) -> None:
         """Fetch the key set; on failure keep the keys held (logged, never raised)."""
@@ -104,6 +127,7 @@ class JwksClient:
                 )
                 return
             self._keys = [key for key in keys if isinstance(key, dict)]
+            self._published = frozenset(_fingerprint(key) for key in self._keys)
             self._parsed = {}
             self._fetched_at = time.monotonic()
             logger.info("JWKS fetched", extra={"jwks_url": self.url, "keys": len(self._keys)})
@@ -117,7 +141,7 @@ class JwksClient:
     def _cooled_down(self, since: float | None) -> bool:
         return since is None or time.monotonic() - since >= self._cooldown
 
-    def _find(self, kid: str | None, algorithm: str) -> PyJWK | None:
+    def _find(self, kid: str | None, algorithm: str) -> PublishedKey | None:
         cached = self._parsed.get((kid, algorithm))
         if cached is not None:
             return cached
@@ -129,7 +153,9 @@ class JwksClient:
         if len(candidates) != 1 or not _fits(candidates[0], algorithm):
             return None
         try:
-            key = PyJWK(candidates[0], algorithm=algorithm)
+            key = PublishedKey(
+                PyJWK(candidates[0], algorithm=algorithm), _fingerprint(candidates[0])
+            )
         except PyJWKError:
             return None
         self._parsed[(kid, algorithm)] = key

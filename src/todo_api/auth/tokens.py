@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt import PyJWK
 
-from todo_api.auth.jwks import JwksClient
+from todo_api.auth.jwks import JwksClient, PublishedKey
+from todo_api.auth.schemas import MAX_NAME, normalise_email
 from todo_api.config import Settings
 from todo_api.errors import InvalidToken
+from todo_api.text import trim, unstorable
 
 MAX_TOKEN_BYTES = 8192
 MALFORMED = "Token is malformed or its signature is invalid."
@@ -38,6 +39,16 @@ class _KeyRules:
     audience: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token checked once: who it is for, until when that holds, and the fingerprint of the
+    JWKS key that verified it (None for the shared secret)."""
+
+    identity: Identity
+    good_until: float
+    jwks_key: str | None
+
+
 class TokenVerifier:
     """Checks signature, algorithm, expiry and (when configured) issuer and audience.
 
@@ -52,7 +63,7 @@ class TokenVerifier:
         self._jwks_algorithms = frozenset(settings.jwt_algorithms) if jwks else frozenset()
         self._leeway = settings.jwt_leeway_seconds
         self._secret_rules = _KeyRules(settings.jwt_issuer, settings.jwt_audience)
-        self._verified: dict[str, tuple[Identity, float]] = {}
+        self._verified: dict[str, _Verified] = {}
         self._jwks_rules = _KeyRules(settings.jwks_issuer, settings.jwks_audience)
 
     async def verify(self, token: str) -> Identity:
@@ -60,13 +71,20 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("Token is too large.", reason="too_large")
         remembered = self._verified.get(token)
-        if remembered is not None and time.time() < remembered[1]:
-            return remembered[0]
-        identity, expires_at = await self._verify_signed(token)
-        self._remember(token, identity, expires_at)
-        return identity
+        if remembered is not None and await self._still_valid(remembered):
+            return remembered.identity
+        verified = await self._verify_signed(token)
+        self._remember(token, verified)
+        return verified.identity
 
-    def _remember(self, token: str, identity: Identity, expires_at: float) -> None:
+    async def _still_valid(self, remembered: _Verified) -> bool:
+        if time.time() >= remembered.good_until:
+            return False
+        if remembered.jwks_key is None:
+            return True
+        return self._jwks is not None and await self._jwks.still_publishes(remembered.jwks_key)
+
+    def _remember(self, token: str, verified: _Verified) -> None:
         """Keep a verified token's identity until it expires (or for a few minutes at most):
         a frontend sends the same token on every request, and checking its signature and
         claims again each time costs more than the database query the request then makes."""
@@ -74,10 +92,10 @@ class TokenVerifier:
             return
         if len(self._verified) >= MAX_REMEMBERED_TOKENS:
             del self._verified[next(iter(self._verified))]  # the oldest
-        good_until = min(expires_at + self._leeway, time.time() + MAX_REMEMBER_SECONDS)
-        self._verified[token] = (identity, good_until)
+        self._verified.pop(token, None)  # re-inserted as the newest
+        self._verified[token] = verified
 
-    async def _verify_signed(self, token: str) -> tuple[Identity, float]:
+    async def _verify_signed(self, token: str) -> _Verified:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -86,7 +104,7 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                key,
+                key if isinstance(key, str) else key.key,
                 algorithms=[header["alg"]],
                 issuer=rules.issuer,
                 audience=rules.audience,
@@ -107,10 +125,16 @@ class TokenVerifier:
             ) from None
         except jwt.InvalidTokenError:
             raise InvalidToken(MALFORMED, reason="bad_signature") from None
-        return identity_from_claims(claims), float(claims["exp"])
+        # `exp` passed PyJWT's integer check; it may still be far beyond any float.
+        good_until = min(int(claims["exp"]) + self._leeway, time.time() + MAX_REMEMBER_SECONDS)
+        jwks_key = None if isinstance(key, str) else key.fingerprint
+        return _Verified(identity_from_claims(claims), good_until, jwks_key)
 
-    async def _key_for(self, header: dict[str, Any]) -> tuple[str | PyJWK, _KeyRules]:
+    async def _key_for(self, header: dict[str, Any]) -> tuple[str | PublishedKey, _KeyRules]:
+        # The header is the sender's JSON: each member's type is checked before it is used.
         algorithm = header.get("alg")
+        if not isinstance(algorithm, str):
+            raise InvalidToken(MALFORMED, reason="malformed")
         if algorithm in SECRET_ALGORITHMS and self._secret is not None:
             return self._secret, self._secret_rules
         if algorithm in self._jwks_algorithms and self._jwks is not None:
@@ -125,20 +149,40 @@ class TokenVerifier:
 
 
 def identity_from_claims(claims: dict[str, Any]) -> Identity:
+    """The caller's id from `sub`, which must be usable as it is (else 401); `email` and `name`
+    are only informative, so one that could not be stored as an account's is dropped."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
         raise InvalidToken(
             "Token subject must be a string of 1 to 255 characters.", reason="bad_subject"
         )
+    # isprintable() is False for NUL, every other control character and unpaired surrogates.
     if not subject.isprintable():
         raise InvalidToken("Token subject contains control characters.", reason="bad_subject")
-    email = claims.get("email")
-    name = claims.get("name")
+    if not trim(subject):
+        raise InvalidToken("Token subject is blank.", reason="bad_subject")
     return Identity(
         id=subject,
-        email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
-        name=name if isinstance(name, str) and name else None,
+        email=_claimed_email(claims.get("email")),
+        name=_claimed_name(claims.get("name")),
     )
+
+
+def _claimed_email(value: Any) -> str | None:
+    if not isinstance(value, str) or unstorable(value) is not None:
+        return None
+    try:
+        email: str = normalise_email(value)
+    except ValueError:
+        return None
+    return email
+
+
+def _claimed_name(value: Any) -> str | None:
+    if not isinstance(value, str) or unstorable(value) is not None:
+        return None
+    name = trim(value)
+    return name if 0 < len(name) <= MAX_NAME else None
 
 
 def issue_token(
