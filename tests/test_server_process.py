@@ -114,7 +114,7 @@ def _drive_tasks_flow(http: httpx.Client, base_url: str) -> None:
     assert page.status_code == 200
     assert [t["id"] for t in page.json()] == [third["id"], second["id"]]
     next_url = page.links["next"]["url"]
-    assert next_url.startswith(f"{base_url}/api/tasks?")
+    assert next_url.startswith("/api/tasks?")  # relative: never built from Host
     last_page = http.get(next_url)
     assert last_page.status_code == 200
     assert [t["id"] for t in last_page.json()] == [first["id"]]

@@ -50,11 +50,16 @@ class Settings(BaseSettings):
 
     accounts_enabled: bool | None = None
     account_token_ttl_seconds: int = Field(default=86400, ge=60)
-    login_max_failures_per_email: int = Field(default=5, ge=1)
+    # Failed logins per window: for one email from one client, from one client for any email,
+    # and for one email from all clients together (auth/throttle.py says why three).
+    login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_max_failures_per_email: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
 
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    # Where clients reach the API, for absolute links (`Link: rel="next"`); relative without it.
+    public_base_url: HttpUrl | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "text"] = Field(
         default_factory=lambda: "text" if sys.stderr.isatty() else "json"
@@ -104,6 +109,7 @@ class Settings(BaseSettings):
         "jwt_jwks_url",
         "jwt_issuer",
         "jwt_audience",
+        "public_base_url",
         mode="before",
     )
     @classmethod

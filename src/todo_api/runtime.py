@@ -59,6 +59,8 @@ class Runtime:
     users: UserProvisioner
     login_throttle: LoginThrottle
     turns: ConnectionTurns
+    # `PUBLIC_BASE_URL` without its trailing slash, for absolute links; None: relative links.
+    public_base_url: str | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Runtime":
@@ -81,12 +83,16 @@ class Runtime:
             verifier=TokenVerifier(settings, jwks),
             users=UserProvisioner(engine),
             login_throttle=LoginThrottle(
-                per_email=settings.login_max_failures_per_email,
+                per_email_and_client=settings.login_max_failures,
                 per_client=settings.login_max_failures_per_client,
+                per_email=settings.login_max_failures_per_email,
                 window_seconds=settings.login_failure_window_seconds,
             ),
             turns=ConnectionTurns(
                 settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout
+            ),
+            public_base_url=(
+                str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
             ),
         )
 

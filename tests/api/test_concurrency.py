@@ -1,9 +1,12 @@
 """Concurrent writes: atomic toggles, and `If-Match` preconditions that lose no update."""
 
 import asyncio
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import event
 
 from tests.conftest import DatabaseProbe, TaskFactory, auth
 
@@ -71,6 +74,50 @@ async def test_if_match_star_and_list(client: AsyncClient, create_task: TaskFact
         headers={**auth(), "If-Match": f'"abc", {star.headers["etag"]}'},
     )
     assert listed.status_code == 200
+
+
+def _statements_run(app: FastAPI) -> list[str]:
+    """Every statement the app sends to its database from now on."""
+    statements: list[str] = []
+
+    @event.listens_for(app.state.runtime.engine.sync_engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    return statements
+
+
+async def test_a_long_entity_tag_list_is_400_before_any_query(
+    app: FastAPI, client: AsyncClient, create_task: TaskFactory, db: DatabaseProbe
+) -> None:
+    """Tens of thousands of tags once became as many bind parameters (a 500 past 32,767 on
+    PostgreSQL, a frozen worker below it): a list longer than a client could mean is refused
+    before the database is asked anything."""
+    task = await create_task(title="v1")
+    url = f"/api/tasks/{task['id']}"
+    current = (await client.get(url, headers=auth())).headers["etag"]
+    flood = ", ".join([*(f'"{n:x}"' for n in range(40_000)), current])
+    statements = _statements_run(app)
+    for method, headers in [
+        ("PUT", {"If-Match": flood}),
+        ("PATCH", {"If-Match": flood}),
+        ("GET", {"If-None-Match": flood}),
+    ]:
+        response = await client.request(
+            method,
+            url,
+            json={"title": "v2"} if method != "GET" else None,
+            headers={**auth(), **headers},
+        )
+        assert response.status_code == 400, response.text
+        assert "at most 10 entity tags" in response.json()["detail"]
+    assert statements == []
+    row = await db.task(task["id"])
+    assert row is not None
+    assert row["title"] == "v1"
+    ten = ", ".join([*(f'"{n:x}"' for n in range(9)), current])
+    accepted = await client.put(url, json={"title": "v2"}, headers={**auth(), "If-Match": ten})
+    assert accepted.status_code == 200
 
 
 async def test_empty_update_with_stale_if_match_is_412(

@@ -12,11 +12,12 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TaskFactory, auth
+from tests.conftest import TaskFactory, auth, running
 
 Sort = Literal["created", "title", "due_date", "priority", "updated"]
 Order = Literal["asc", "desc"]
@@ -334,7 +335,7 @@ async def test_link_keeps_the_query_and_its_cursor_continues(
     assert next_url is not None
     url = urlsplit(next_url)
     query = dict(parse_qsl(url.query))
-    assert (url.scheme, url.netloc, url.path) == ("http", "testserver", "/api/tasks")
+    assert (url.scheme, url.netloc, url.path) == ("", "", "/api/tasks")  # relative
     assert query == {**params, "cursor": first.headers["x-next-cursor"]}
 
     second = await client.get(next_url, headers=auth("erin"))
@@ -591,3 +592,28 @@ async def test_q_matches_percent_underscore_and_slash_literally(
     assert await titles_for("%_") == set()
     assert await titles_for("DONE") == {"100% done", "1000 done"}
     assert await titles_for("ON_T") == {"notes"}
+
+
+async def test_next_link_never_comes_from_the_host_header(
+    app: FastAPI, client: AsyncClient, create_task: TaskFactory
+) -> None:
+    """A client chooses `Host`; a link built from it would point wherever it said. The link is
+    relative, or absolute under `PUBLIC_BASE_URL` when that is configured."""
+    for n in range(3):
+        await create_task("host", title=f"task {n}")
+    hostile = {**auth("host"), "Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    response = await client.get("/api/tasks", params={"limit": "1"}, headers=hostile)
+    link = _next_link(response)
+    assert link is not None
+    assert link.startswith("/api/tasks?")
+    assert "evil" not in link
+
+    configured_settings = app.state.runtime.settings
+    public = configured_settings.model_copy(
+        update={"public_base_url": "https://api.example.com/todo/"}
+    )
+    async with running(public) as (_, configured):
+        response = await configured.get("/api/tasks", params={"limit": "1"}, headers=hostile)
+    link = _next_link(response)
+    assert link is not None
+    assert link.startswith("https://api.example.com/todo/api/tasks?limit=1&cursor=")

@@ -64,5 +64,5 @@ async def log_in(
     if user is None or not password_matches:
         throttle.record_failure(body.email, client)
         raise InvalidCredentials()
-    throttle.reset(body.email)
+    throttle.record_success(body.email, client)
     return _session_token(settings, user)

@@ -1,4 +1,16 @@
-"""Failed-login throttling: per email and per client address, over a sliding window."""
+"""Failed-login throttling that a stranger cannot turn against an account's owner.
+
+Failures are counted over a sliding window in three ways, and a login is refused (429) while
+any of its counters is full:
+- per email and client address: one client guessing one account's password (low limit);
+- per client address: one client trying many accounts (password spraying);
+- per email, from every client together: a distributed guess at one account. Its limit is
+  much higher, so reaching it takes many addresses; and a client that has logged in to that
+  account before is not held by it, so the owner's usual devices keep working even then.
+
+A stranger who types the owner's email wrongly from their own address fills only their own
+counters: the owner, elsewhere, is not locked out.
+"""
 
 import math
 import time
@@ -7,44 +19,59 @@ from collections.abc import Callable
 
 # Bounded memory however many distinct emails an attacker tries; the oldest entries go first.
 MAX_TRACKED_KEYS = 100_000
+# How long a client that logged in to an account stays exempt from that account's ceiling.
+KNOWN_CLIENT_SECONDS = 30 * 24 * 3600
 
 
 class LoginThrottle:
-    """Counts failed logins in this process. Each key ("email:…", "client:…") may fail
-    `limit` times per `window_seconds`; after that, `retry_after` says how long to wait."""
+    """Counts failed logins in this process; see the module docstring for the three limits."""
 
     def __init__(
         self,
-        per_email: int,
+        per_email_and_client: int,
         per_client: int,
+        per_email: int,
         window_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._limits = {"email": per_email, "client": per_client}
+        self._per_email_and_client = per_email_and_client
+        self._per_client = per_client
+        self._per_email = per_email
         self._window = window_seconds
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._known_clients: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def retry_after(self, email: str, client: str) -> int | None:
         """Seconds until a login for this email from this client may be tried; None if now."""
         waits = [
-            self._wait(f"{kind}:{value}", self._limits[kind])
-            for kind, value in (("email", email), ("client", client))
+            self._wait(f"pair:{client}:{email}", self._per_email_and_client),
+            self._wait(f"client:{client}", self._per_client),
         ]
+        if not self._is_known(email, client):
+            waits.append(self._wait(f"email:{email}", self._per_email))
         longest = max(waits)
         return math.ceil(longest) if longest > 0 else None
 
     def record_failure(self, email: str, client: str) -> None:
         now = self._clock()
-        for key in (f"email:{email}", f"client:{client}"):
+        for key in (f"pair:{client}:{email}", f"client:{client}", f"email:{email}"):
             self._failures.setdefault(key, deque()).append(now)
             self._failures.move_to_end(key)
         while len(self._failures) > MAX_TRACKED_KEYS:
             self._failures.popitem(last=False)
 
-    def reset(self, email: str) -> None:
-        """A successful login clears the email's failures (not the client's)."""
-        self._failures.pop(f"email:{email}", None)
+    def record_success(self, email: str, client: str) -> None:
+        """Clears this client's failures for the account and remembers it as the owner's."""
+        self._failures.pop(f"pair:{client}:{email}", None)
+        self._known_clients[(email, client)] = self._clock()
+        self._known_clients.move_to_end((email, client))
+        while len(self._known_clients) > MAX_TRACKED_KEYS:
+            self._known_clients.popitem(last=False)
+
+    def _is_known(self, email: str, client: str) -> bool:
+        since = self._known_clients.get((email, client))
+        return since is not None and self._clock() - since < KNOWN_CLIENT_SECONDS
 
     def _wait(self, key: str, limit: int) -> float:
         failures = self._failures.get(key)
