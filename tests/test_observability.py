@@ -16,6 +16,7 @@ from tests.conftest import (
     SECRET,
     auth,
     environment_without_settings,
+    fetch,
     make_token,
     running,
     throwaway_database,
@@ -249,3 +250,83 @@ async def _scrape_each_worker(base_url: str) -> list[Samples]:
         answers = await asyncio.gather(*(http.get("/metrics") for _ in range(10)))
     assert [answer.status_code for answer in answers] == [200] * 10
     return [samples(answer.text) for answer in answers]
+
+
+# Provokes a database error that no input check can foresee: a trigger added by hand that
+# refuses every new row. On PostgreSQL its message quotes the whole row (`RAISE EXCEPTION
+# '%', NEW`, as PostgreSQL's own "Failing row contains (...)" does), password hash included.
+# SQLite's trigger refuses new tasks (a signup there would be answered 409: any integrity
+# error on `users` is taken for a duplicate email).
+REFUSE_NEW_ROWS = {
+    "postgresql": [
+        "CREATE FUNCTION refuse_new_rows() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refusing %', NEW; END $$",
+        "CREATE TRIGGER refuse_new_users BEFORE INSERT ON users "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_new_rows()",
+        "CREATE TRIGGER refuse_new_tasks BEFORE INSERT ON tasks "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_new_rows()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER refuse_new_tasks BEFORE INSERT ON tasks "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    ],
+}
+
+
+def test_a_database_error_is_logged_without_the_data_it_was_given(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **environment_without_settings(),
+        "DATABASE_URL": fresh_database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "LOG_FORMAT": "json",
+        "DATA_DIR": str(tmp_path / "state"),
+    }
+    email, name, password = "leak.check@example.com", "Leaky McLeakface", "correct horse leak"
+    title, description = "Confidential merger plan", "Tell nobody about Project Nightingale"
+    dialect = "postgresql" if fresh_database_url.startswith("postgresql") else "sqlite"
+    with running_server(["--workers", "1"], cwd=tmp_path, env=env) as server:
+        token = issue_token("--sub", "leak-check-user", cwd=tmp_path, env=env)
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert http.get("/api/tasks", headers=bearer).status_code == 200  # the user's row
+            asyncio.run(_run_statements(fresh_database_url, REFUSE_NEW_ROWS[dialect]))
+            answers = [
+                http.post(
+                    "/api/tasks", json={"title": title, "description": description}, headers=bearer
+                )
+            ]
+            if dialect == "postgresql":
+                signup = {"email": email, "name": name, "password": password}
+                answers.append(http.post("/api/auth/signup", json=signup))
+        for response in answers:
+            assert response.status_code == 500
+            assert set(response.json()) == {"detail", "request_id"}
+        stderr = server.stderr()
+
+    errors = [entry for entry in log_entries(stderr) if entry["message"] == "unhandled error"]
+    assert len(errors) == len(answers)
+    for entry in errors:
+        assert "Traceback" in entry["exception"]  # where it happened is still there
+        assert "message withheld" in entry["exception"]
+        if dialect == "postgresql":
+            assert "sqlstate=P0001" in entry["exception"]  # raise_exception, named not quoted
+    for leaked in (email, name, password, title, description, "$argon2", "refusing"):
+        assert leaked not in stderr
+
+
+async def _run_statements(url: str, statements: list[str]) -> None:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            for statement in statements:
+                connection.execute(statement)
+            connection.commit()
+        finally:
+            connection.close()
+        return
+    for statement in statements:
+        await fetch(url, statement)

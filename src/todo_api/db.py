@@ -127,6 +127,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         connect_args=connect_args,
+        # Bound values never appear in an error's text: they are passwords' hashes, emails and
+        # tasks' text (observability.redacted_traceback withholds the driver's own message).
+        hide_parameters=True,
     )
     _connect_by_the_deadline(engine)
     if settings.db_statement_cache and settings.db_statement_timeout > 0:
@@ -245,7 +248,7 @@ def _translate_unavailability(engine: AsyncEngine) -> None:
 def _create_sqlite_engine(url: URL) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

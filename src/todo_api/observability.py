@@ -5,10 +5,12 @@ import logging
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo_api import metrics
@@ -123,8 +125,11 @@ class RequestContextMiddleware:
         metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            logger.exception("unhandled error", extra={"request_id": request_id})
+        except Exception as exc:
+            logger.error(
+                "unhandled error",
+                extra={"request_id": request_id, "exception": redacted_traceback(exc)},
+            )
             status = 500
             if not response_started:
                 start, body = _internal_error(request_id)
@@ -159,6 +164,44 @@ class RequestContextMiddleware:
         if not any(name.lower() == b"cache-control" for name, _ in answer):
             answer.append((b"cache-control", b"no-store"))
         return answer
+
+
+# Modules whose exceptions quote what they were given: rows ("Failing row contains (...)"),
+# bound parameters, the text that failed to encode.
+_DATABASE_MODULES = ("sqlalchemy.", "asyncpg.", "sqlite3", "aiosqlite.")
+# Attributes of driver errors that name what failed without quoting any value.
+_SAFE_ERROR_FIELDS = ("sqlstate", "constraint_name", "table_name", "column_name")
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """The traceback of an unexpected error, chained ones first as Python prints them, except
+    that errors of the database layer and of text encoding show their class and the SQLSTATE,
+    constraint, table and column, never their message: that quotes rows and parameters (a
+    password hash, an email, a task's text), which a log must not hold."""
+    chain: list[BaseException] = []
+    error: BaseException | None = exc
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    parts: list[str] = []
+    for error in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(error.__traceback__)))
+        kind = type(error)
+        parts.append(f"{kind.__module__}.{kind.__qualname__}: {_safe_message(error)}\n")
+    return "".join(parts).rstrip("\n")
+
+
+def _safe_message(error: BaseException) -> str:
+    module = type(error).__module__ + "."
+    if not (
+        isinstance(error, SQLAlchemyError | UnicodeError) or module.startswith(_DATABASE_MODULES)
+    ):
+        return str(error)
+    named = [
+        f"{field}={value}" for field in _SAFE_ERROR_FIELDS if (value := getattr(error, field, None))
+    ]
+    return "(message withheld, it may quote data)" + "".join(f" {item}" for item in named)
 
 
 def _internal_error(request_id: str) -> tuple[Message, Message]:
