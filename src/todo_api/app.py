@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics.router)
 
     # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
-    app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.server_body_timeout,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -3,14 +3,16 @@
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -20,9 +22,14 @@ if TYPE_CHECKING:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+logger = logging.getLogger(__name__)
+
 APP = "todo_api.main:create_app_from_environment"
 # On SIGTERM each worker stops accepting, then waits this long for requests in flight.
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# File descriptors a worker holds besides its connections: the database pool's are counted
+# apart; this covers the listening socket, logs, metrics files and the like, with room to spare.
+OTHER_OPEN_FILES = 64
 
 
 def _settings() -> Settings:
@@ -67,8 +74,9 @@ def serve(args: argparse.Namespace) -> None:
         announce_generated_secret(settings)
     workers = None if args.reload else args.workers
     metrics_folder = _share_metrics_between_workers() if workers and workers > 1 else None
+    _raise_open_file_limit(settings)
     try:
-        _run_server(args, workers)
+        _run_server(args, settings, workers)
     finally:
         if metrics_folder is not None:
             shutil.rmtree(metrics_folder, ignore_errors=True)
@@ -90,23 +98,64 @@ def _share_metrics_between_workers() -> str | None:
     return folder
 
 
-def _run_server(args: argparse.Namespace, workers: int | None) -> None:
-    import uvicorn
+def _raise_open_file_limit(settings: Settings) -> None:
+    """Every connection holds a file descriptor: lift the soft limit to the hard one (workers
+    inherit it), and warn when a worker's connection ceiling would not fit under it. The limit
+    is per process, so it is one worker's connections that must fit, whatever their number."""
+    import resource
 
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": args.host,
-        "port": args.port,
-        "log_config": None,
-        "access_log": False,
-        "proxy_headers": True,
-        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
-    }
-    if workers and workers > 1:
-        config = uvicorn.Config(APP, workers=workers, **options)
-        _supervisor(config).run()
-    else:
-        uvicorn.run(APP, reload=args.reload, **options)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    needed = (
+        settings.server_max_concurrency
+        + settings.db_pool_size
+        + settings.db_max_overflow
+        + OTHER_OPEN_FILES
+    )
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        logger.warning(
+            "SERVER_MAX_CONCURRENCY=%d does not fit in the open-file limit of %d per process "
+            "(a worker may need %d): past it, connections go unaccepted instead of getting 503. "
+            "Lower SERVER_MAX_CONCURRENCY or raise the limit (ulimit -n, LimitNOFILE=).",
+            settings.server_max_concurrency,
+            soft,
+            needed,
+        )
+
+
+def _run_server(args: argparse.Namespace, settings: Settings, workers: int | None) -> None:
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import ChangeReload
+
+    from todo_api.server import ServerConfig
+
+    config = ServerConfig(
+        APP,
+        settings,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        reload=args.reload,
+        workers=workers,
+    )
+    # What `uvicorn.run` does, with this configuration instead of one built from keywords.
+    server = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):
+        if config.should_reload:
+            ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()
+        elif config.workers > 1:
+            _supervisor(config).run()
+        else:
+            server.run()
+    if not server.started and not config.should_reload and config.workers == 1:
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     )
     auto_migrate: bool = True
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # Bounds on each connection and worker (todo_api/server.py)
+    server_max_header_bytes: int = Field(default=16384, ge=1024)
+    server_header_timeout: float = Field(default=10.0, gt=0)
+    server_body_timeout: float = Field(default=10.0, gt=0)
+    server_write_timeout: float = Field(default=30.0, gt=0)
+    server_keepalive_timeout: int = Field(default=5, ge=1)
+    server_max_concurrency: int = Field(default=1000, ge=1)
     # Security headers and metrics (SPEC §8)
     hsts_max_age: int = Field(default=0, ge=0)
     metrics_enabled: bool = True

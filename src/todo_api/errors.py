@@ -95,6 +95,18 @@ class PayloadTooLarge(TodoApiError):
     detail = "Request body is too large."
 
 
+class RequestTimeout(TodoApiError):
+    """The request head or body did not arrive within its `SERVER_*_TIMEOUT`."""
+
+    status_code = 408
+    detail = "The request took too long to arrive."
+
+
+class RequestHeadersTooLarge(TodoApiError):
+    status_code = 431
+    detail = "Request headers are too large."
+
+
 class UnsupportedMediaType(TodoApiError):
     status_code = 415
     detail = "Request body must be JSON (Content-Type: application/json)."

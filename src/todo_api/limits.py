@@ -1,10 +1,12 @@
-"""Request body guard: too large → 413, not JSON → 415, before any route code runs."""
+"""Request body guard: too large → 413, too slow → 408, not JSON → 415, before any route code
+runs."""
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from todo_api.errors import PayloadTooLarge, TodoApiError, UnsupportedMediaType
+from todo_api.errors import PayloadTooLarge, RequestTimeout, TodoApiError, UnsupportedMediaType
 
 _METHODS_WITH_BODY = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -17,15 +19,18 @@ def _is_json(content_type: str) -> bool:
 
 
 class BodyGuardMiddleware:
-    """Reads at most `max_body_bytes` of a request body, then replays it to the app.
+    """Reads at most `max_body_bytes` of a request body within `body_timeout` seconds, then
+    replays it to the app.
 
     Buffering a small, bounded body lets the limit hold for chunked uploads too, where no
-    `Content-Length` announces the size.
+    `Content-Length` announces the size; the deadline keeps a client that announces a body and
+    then sends it a byte at a time from holding a connection and a request task for ever.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _METHODS_WITH_BODY:
@@ -40,15 +45,20 @@ class BodyGuardMiddleware:
             return
         body = b""
         more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                await _reject(send, PayloadTooLarge())
-                return
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while more and len(body) <= self.max_body_bytes:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            await _reject(send, RequestTimeout())
+            return
+        if len(body) > self.max_body_bytes:
+            await _reject(send, PayloadTooLarge())
+            return
         if body and not _is_json(headers.get("content-type", "")):
             await _reject(send, UnsupportedMediaType())
             return
