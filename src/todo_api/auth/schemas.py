@@ -8,8 +8,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from todo_api.text import (
     EMAIL_CORE_PATTERN,
     EMAIL_PATTERN,
-    NO_NUL_PATTERN,
     NOT_BLANK_PATTERN,
+    STORABLE_TEXT_PATTERN,
     InputModel,
     trim,
 )
@@ -53,7 +53,7 @@ Email = Annotated[
 ]
 Password = Annotated[
     str,
-    Field(min_length=8, max_length=128, json_schema_extra={"pattern": NO_NUL_PATTERN}),
+    Field(min_length=8, max_length=128, json_schema_extra={"pattern": STORABLE_TEXT_PATTERN}),
 ]
 Name = Annotated[
     str,
@@ -83,7 +83,10 @@ class LoginRequest(InputModel):
 
     email: Email
     # Any length is checked against the hash; only the upper bound protects the hasher.
-    password: Annotated[str, Field(min_length=1, max_length=128)]
+    password: Annotated[
+        str,
+        Field(min_length=1, max_length=128, json_schema_extra={"pattern": STORABLE_TEXT_PATTERN}),
+    ]
 
 
 class AccountUser(BaseModel):

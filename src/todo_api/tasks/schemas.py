@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from todo_api.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN, InputModel, trim
+from todo_api.text import NOT_BLANK_PATTERN, STORABLE_TEXT_PATTERN, InputModel, trim
 
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
@@ -66,7 +66,7 @@ Title = Annotated[
 ]
 Description = Annotated[
     str,
-    Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": NO_NUL_PATTERN}),
+    Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": STORABLE_TEXT_PATTERN}),
 ]
 DueDate = Annotated[datetime, BeforeValidator(_due_date)]
 
