@@ -302,6 +302,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "`If-Match` names a version the task is no longer at; nothing changed",
             error_body(PreconditionFailed.detail),
         ),
+        408: error_response(
+            "The body did not arrive within SERVER_BODY_TIMEOUT; the connection is closed",
+            error_body(RequestTimeout.detail),
+        ),
         413: error_response("Body larger than MAX_BODY_BYTES", error_body(PayloadTooLarge.detail)),
         415: error_response("Body is not JSON", error_body(UnsupportedMediaType.detail)),
         429: error_response(

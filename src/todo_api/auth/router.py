@@ -16,7 +16,7 @@ from todo_api.openapi import documented_response
 from todo_api.runtime import DatabaseDep, RuntimeDep
 
 router = APIRouter(prefix="/api/auth", tags=["accounts"], responses=error_responses(503))
-BODY_ERRORS = error_responses(400, 413, 415)
+BODY_ERRORS = error_responses(400, 408, 413, 415)
 WRONG_CREDENTIALS = error_response(
     "Wrong email or password: the same answer for both", error_body(InvalidCredentials.detail)
 )

@@ -48,7 +48,7 @@ TASK_PATH = "/{task_id:task_id}"
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=error_responses(401, 503))
 # A malformed task id is a 400, like a malformed body.
 ONE_TASK_ERRORS = error_responses(400, 403, 404)
-BODY_ERRORS = error_responses(400, 413, 415)
+BODY_ERRORS = error_responses(400, 408, 413, 415)
 
 IfMatch = Annotated[
     str | None, Header(description="Only change the task if it is still at this ETag.")
