@@ -255,8 +255,6 @@ async def _scrape_each_worker(base_url: str) -> list[Samples]:
 # Provokes a database error that no input check can foresee: a trigger added by hand that
 # refuses every new row. On PostgreSQL its message quotes the whole row (`RAISE EXCEPTION
 # '%', NEW`, as PostgreSQL's own "Failing row contains (...)" does), password hash included.
-# SQLite's trigger refuses new tasks (a signup there would be answered 409: any integrity
-# error on `users` is taken for a duplicate email).
 REFUSE_NEW_ROWS = {
     "postgresql": [
         "CREATE FUNCTION refuse_new_rows() RETURNS trigger LANGUAGE plpgsql AS "
@@ -267,6 +265,8 @@ REFUSE_NEW_ROWS = {
         "FOR EACH ROW EXECUTE FUNCTION refuse_new_rows()",
     ],
     "sqlite": [
+        "CREATE TRIGGER refuse_new_users BEFORE INSERT ON users "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END",
         "CREATE TRIGGER refuse_new_tasks BEFORE INSERT ON tasks "
         "BEGIN SELECT RAISE(ABORT, 'refused'); END",
     ],
@@ -292,14 +292,13 @@ def test_a_database_error_is_logged_without_the_data_it_was_given(
             bearer = {"Authorization": f"Bearer {token}"}
             assert http.get("/api/tasks", headers=bearer).status_code == 200  # the user's row
             asyncio.run(_run_statements(fresh_database_url, REFUSE_NEW_ROWS[dialect]))
+            task = {"title": title, "description": description}
+            signup = {"email": email, "name": name, "password": password}
             answers = [
-                http.post(
-                    "/api/tasks", json={"title": title, "description": description}, headers=bearer
-                )
+                http.post("/api/tasks", json=task, headers=bearer),
+                # Not a 409: only the email's unique index means the email is taken.
+                http.post("/api/auth/signup", json=signup),
             ]
-            if dialect == "postgresql":
-                signup = {"email": email, "name": name, "password": password}
-                answers.append(http.post("/api/auth/signup", json=signup))
         for response in answers:
             assert response.status_code == 500
             assert set(response.json()) == {"detail", "request_id"}

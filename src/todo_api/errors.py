@@ -23,6 +23,7 @@ from todo_api.openapi import documented_response, json_example
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "2"
+INVALID_JSON = "Request body is not valid JSON."
 
 
 class TodoApiError(Exception):
@@ -151,8 +152,6 @@ def _field_name(loc: Sequence[int | str]) -> str:
 
 def _validation_detail(first: dict[str, Any]) -> str:
     loc = first.get("loc", ())
-    if first.get("type") == "json_invalid":
-        return "Request body is not valid JSON."
     where = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
         str(loc[0]) if loc else "", "field"
     )
@@ -168,6 +167,9 @@ def _clean_message(error: dict[str, Any]) -> str:
 
 async def _handle_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [dict(e, msg=_clean_message(e)) for e in exc.errors()]
+    if errors and errors[0].get("type") == "json_invalid":
+        # Not a field's fault: its location is a character position in the text.
+        return JSONResponse(error_body(INVALID_JSON), status_code=400)
     # One entry per field: a value that fits no member of a union (`order=up` is neither
     # 'asc' nor 'desc' nor absent) gets one error per member; the first one says it.
     by_field: dict[str, str] = {}
@@ -185,7 +187,11 @@ async def _handle_api_error(request: Request, exc: TodoApiError) -> JSONResponse
 
 
 async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    detail = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+    # FastAPI's only 400 of its own: a body its JSON parser gave up on (nesting too deep, a
+    # number too long), worded as our other unparseable bodies are.
+    detail = {404: "Not found", 405: "Method not allowed", 400: INVALID_JSON}.get(
+        exc.status_code, str(exc.detail)
+    )
     headers = exc.headers
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}

@@ -65,11 +65,22 @@ async def test_create_rejects_malformed_json(
     assert await db.count_tasks() == 0
 
 
-async def test_invalid_json_says_so(client: AsyncClient) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b"[" * 30_000 + b"]" * 30_000,  # nested deeper than the parser recurses
+        b'{"title": ' + b"9" * 5_000 + b"}",  # an integer longer than Python converts
+    ],
+    ids=["truncated", "deep nesting", "5,000-digit number"],
+)
+async def test_invalid_json_says_so(client: AsyncClient, db: DatabaseProbe, raw: bytes) -> None:
     response = await client.post(
-        "/api/tasks", content=b"{", headers={**auth(), "Content-Type": "application/json"}
+        "/api/tasks", content=raw, headers={**auth(), "Content-Type": "application/json"}
     )
-    assert response.json()["detail"] == "Request body is not valid JSON."
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Request body is not valid JSON."}
+    assert await db.count_tasks() == 0
 
 
 UPDATE_BODIES: list[tuple[dict[str, Any], str]] = [

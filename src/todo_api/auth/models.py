@@ -7,6 +7,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from todo_api.db import Base, UTCDateTime, utcnow
 
+# One account per email, whatever its case; its name is how a duplicate is recognised.
+EMAIL_INDEX = "uq_users_email_lower"
+
 
 class User(Base):
     """A person; `id` is the token's `sub` (Better Auth ids are 32-character random strings)."""
@@ -20,4 +23,4 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)
+    __table_args__ = (Index(EMAIL_INDEX, func.lower(email), unique=True),)

@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from todo_api.auth.models import User
+from todo_api.auth.models import EMAIL_INDEX, User
 from todo_api.auth.tokens import Identity
 from todo_api.db import utcnow
 from todo_api.errors import EmailTaken
@@ -72,5 +72,9 @@ async def create_account(
     )
     try:
         return (await connection.execute(stmt)).one()
-    except IntegrityError:
+    except IntegrityError as exc:
+        # Only the email's unique index (named in the driver's message on both databases)
+        # means "taken"; any other violation is a fault, answered 500.
+        if EMAIL_INDEX not in str(exc.orig):
+            raise
         raise EmailTaken() from None
