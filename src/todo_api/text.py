@@ -62,12 +62,11 @@ def unstorable(text: str) -> str | None:
     UTF-8 encoding exists for them). Every other character, control characters included, is
     stored and answered back exactly.
     """
-    if text.isascii():
-        return "must not contain NUL characters" if "\x00" in text else None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text (it contains an unpaired surrogate)"
+    if not text.isascii():  # ASCII cannot hold a surrogate: the common case skips encoding
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (it contains an unpaired surrogate)"
     return "must not contain NUL characters" if "\x00" in text else None
 
 

@@ -44,18 +44,19 @@ class LoginThrottle:
 
     def retry_after(self, email: str, client: str) -> int | None:
         """Seconds until a login for this email from this client may be tried; None if now."""
+        pair, from_client, for_email = _keys(email, client)
         waits = [
-            self._wait(f"pair:{client}:{email}", self._per_email_and_client),
-            self._wait(f"client:{client}", self._per_client),
+            self._wait(pair, self._per_email_and_client),
+            self._wait(from_client, self._per_client),
         ]
         if not self._is_known(email, client):
-            waits.append(self._wait(f"email:{email}", self._per_email))
+            waits.append(self._wait(for_email, self._per_email))
         longest = max(waits)
         return math.ceil(longest) if longest > 0 else None
 
     def record_failure(self, email: str, client: str) -> None:
         now = self._clock()
-        for key in (f"pair:{client}:{email}", f"client:{client}", f"email:{email}"):
+        for key in _keys(email, client):
             self._failures.setdefault(key, deque()).append(now)
             self._failures.move_to_end(key)
         while len(self._failures) > MAX_TRACKED_KEYS:
@@ -63,7 +64,8 @@ class LoginThrottle:
 
     def record_success(self, email: str, client: str) -> None:
         """Clears this client's failures for the account and remembers it as the owner's."""
-        self._failures.pop(f"pair:{client}:{email}", None)
+        pair, _, _ = _keys(email, client)
+        self._failures.pop(pair, None)
         self._known_clients[(email, client)] = self._clock()
         self._known_clients.move_to_end((email, client))
         while len(self._known_clients) > MAX_TRACKED_KEYS:
@@ -83,3 +85,9 @@ class LoginThrottle:
         if len(failures) < limit:
             return 0
         return failures[-limit] - horizon
+
+
+def _keys(email: str, client: str) -> tuple[str, str, str]:
+    """The counters a login attempt touches: this email from this client, this client, this
+    email from anywhere."""
+    return f"pair:{client}:{email}", f"client:{client}", f"email:{email}"

@@ -1,6 +1,7 @@
 """Bearer token verification (SPEC §5) and dev-token issuing."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,26 +164,27 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
         raise InvalidToken("Token subject is blank.", reason="bad_subject")
     return Identity(
         id=subject,
-        email=_claimed_email(claims.get("email")),
-        name=_claimed_name(claims.get("name")),
+        email=_decorative_claim(claims.get("email"), normalise_email),
+        name=_decorative_claim(claims.get("name"), _trimmed_name),
     )
 
 
-def _claimed_email(value: Any) -> str | None:
+def _decorative_claim(value: Any, normalise: Callable[[str], str]) -> str | None:
+    """The claim as `normalise` would store it, or None where the users row could not hold it
+    (not text, text no column takes, or refused by `normalise` with a ValueError)."""
     if not isinstance(value, str) or unstorable(value) is not None:
         return None
     try:
-        email: str = normalise_email(value)
+        return normalise(value)
     except ValueError:
         return None
-    return email
 
 
-def _claimed_name(value: Any) -> str | None:
-    if not isinstance(value, str) or unstorable(value) is not None:
-        return None
+def _trimmed_name(value: str) -> str:
     name = trim(value)
-    return name if 0 < len(name) <= MAX_NAME else None
+    if not 0 < len(name) <= MAX_NAME:
+        raise ValueError("not a name an account could have")
+    return name
 
 
 def issue_token(
