@@ -399,6 +399,22 @@ def must_accept(field: str, value: str) -> bool:
     return field == "description" and len(value) <= MAX_DESCRIPTION
 
 
+async def assert_read_back(probe: Probe, answer: dict[str, Any], case: str) -> None:
+    """A fresh GET of the task answers what the write answered."""
+    again = await probe.send("GET", f"/api/tasks/{answer['id']}", case, headers=auth("alice"))
+    assert again.json() == answer, case
+
+
+def assert_rightly_refused(
+    response: Response, content: bytes, field: str, value: str, case: str
+) -> None:
+    """A refused body field: over the body limit, or a value the rules refuse, answered with a
+    400 naming the field."""
+    if not too_large(response, content, case):
+        assert not must_accept(field, value), f"{case}: refused {response.text}"
+        assert_refused(response, field, case)
+
+
 @pytest.mark.parametrize("field", BODY_FIELDS)
 @examples(70)
 @given(value=hostile_text(), utf8=st.booleans())
@@ -421,12 +437,9 @@ async def test_create_task_field(probe: Probe, field: str, value: str, utf8: boo
         row = await probe.db.task(answer["id"])
         assert row is not None, case
         check_accepted_field(case, field, value, answer, row)
-        again = await probe.send("GET", f"/api/tasks/{answer['id']}", case, headers=auth("alice"))
-        assert again.json() == answer, case
+        await assert_read_back(probe, answer, case)
         return
-    if not too_large(response, content, case):
-        assert not must_accept(field, value), f"{case}: refused {response.text}"
-        assert_refused(response, field, case)
+    assert_rightly_refused(response, content, field, value, case)
     assert await probe.db.count_tasks("alice") == before, f"{case}: a task was written"
 
 
@@ -463,12 +476,9 @@ async def test_update_task_field(
         check_accepted_field(case, field, value, answer, after)
         unchanged = set(before) - {field, "updated_at"}
         assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}, case
-        again = await probe.send("GET", f"/api/tasks/{task_id}", case, headers=auth("alice"))
-        assert again.json() == answer, case
+        await assert_read_back(probe, answer, case)
         return
-    if not too_large(response, content, case):
-        assert not must_accept(field, value), f"{case}: refused {response.text}"
-        assert_refused(response, field, case)
+    assert_rightly_refused(response, content, field, value, case)
     assert after == before, f"{case}: the task changed"
 
 
@@ -625,12 +635,17 @@ async def test_list_query_parameter(
         if value.isascii() and value.isdigit():
             assert (response.status_code == 200) == (1 <= int(value) <= 1000), case
     else:  # cursor: text the server never issued
-        assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
-        body = response.json()
-        if body.get("errors"):
-            assert body["errors"][0]["field"] == "cursor", f"{case}: {response.text}"
-        else:
-            assert "cursor" in body["detail"].lower(), f"{case}: {response.text}"
+        assert_cursor_refused(response, case)
+
+
+def assert_cursor_refused(response: Response, case: str) -> None:
+    """A 400 that names the cursor: as a field, or in the sentence of a cursor that is no JSON."""
+    assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
+    body = response.json()
+    if body.get("errors"):
+        assert body["errors"][0]["field"] == "cursor", f"{case}: {response.text}"
+    else:
+        assert "cursor" in body["detail"].lower(), f"{case}: {response.text}"
 
 
 def forged_cursor(position: Any) -> str:
@@ -672,12 +687,7 @@ async def test_list_forged_cursor(
         forged_text = raw is None and isinstance(key, str) and unstorable(key)
         assert not forged_text, f"{case}: accepted"
         return
-    assert response.status_code == 400, f"{case}: {response.status_code} {response.text}"
-    body = response.json()
-    if body.get("errors"):
-        assert body["errors"][0]["field"] == "cursor", f"{case}: {response.text}"
-    else:
-        assert "cursor" in body["detail"].lower(), f"{case}: {response.text}"
+    assert_cursor_refused(response, case)
     title_key_is_fine = (
         raw is None
         and sort == "title"

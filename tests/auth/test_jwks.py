@@ -23,6 +23,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# Keys older than a second are fetched again, with no cooldown between fetches.
+REFETCH_AT_ONCE: dict[str, Any] = {"jwt_jwks_cache_seconds": 1, "jwt_jwks_cooldown_seconds": 0}
+
+
 def jwks_only(sqlite_url: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": sqlite_url,
@@ -112,13 +116,7 @@ async def test_a_withdrawn_key_stops_verifying_remembered_tokens(
 ) -> None:
     """Verified tokens are remembered per worker; once a refresh of the JWKS no longer lists
     the key that verified one, it is checked again, and refused."""
-    settings = jwks_only(
-        sqlite_url,
-        tmp_path,
-        better_auth_url=issuer.origin,
-        jwt_jwks_cache_seconds=1,
-        jwt_jwks_cooldown_seconds=0,
-    )
+    settings = jwks_only(sqlite_url, tmp_path, better_auth_url=issuer.origin, **REFETCH_AT_ONCE)
     withdrawn, kept = keys["EdDSA"], keys["ES256"]
     async with running(settings) as (_, client):
         old_token = withdrawn.sign(better_auth_claims(issuer))
@@ -159,13 +157,7 @@ async def test_unknown_kid_refetches_once_not_per_request(
 async def test_issuer_down_cached_keys_still_verify(
     issuer: RecordingServer, keys: dict[str, SigningKey], sqlite_url: str, tmp_path: Path
 ) -> None:
-    settings = jwks_only(
-        sqlite_url,
-        tmp_path,
-        better_auth_url=issuer.origin,
-        jwt_jwks_cache_seconds=1,
-        jwt_jwks_cooldown_seconds=0,
-    )
+    settings = jwks_only(sqlite_url, tmp_path, better_auth_url=issuer.origin, **REFETCH_AT_ONCE)
     async with running(settings) as (_, client):
         token = keys["EdDSA"].sign(better_auth_claims(issuer))
         assert (await client.get("/api/tasks", headers=bearer(token))).status_code == 200
