@@ -173,10 +173,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def _empty_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            await connection.execute(text("TRUNCATE tasks, users"))
+            await connection.execute(text("TRUNCATE task_tags, tags, tasks, users"))
         else:
-            await connection.execute(text("DELETE FROM tasks"))
-            await connection.execute(text("DELETE FROM users"))
+            for table in ("task_tags", "tags", "tasks", "users"):
+                await connection.execute(text(f"DELETE FROM {table}"))
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from todo_api import health, metrics
@@ -17,7 +17,8 @@ from todo_api.limits import BodyGuardMiddleware
 from todo_api.migrations import upgrade_to_head
 from todo_api.observability import RequestContextMiddleware
 from todo_api.runtime import Runtime
-from todo_api.tasks.router import router as tasks_router
+from todo_api.tasks import router as tasks
+from todo_api.tasks.tags_router import router as tags_router
 
 logger = logging.getLogger("todo_api")
 
@@ -60,7 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs_router)
-    app.include_router(tasks_router)
+    app.include_router(tasks.router, prefix=tasks.PREFIX)
+    app.include_router(tags_router)
+    # The same routes again, documented once in the `tasks` tag's description.
+    app.include_router(
+        tasks.router,
+        prefix=tasks.COMPATIBLE_PREFIX,
+        dependencies=[Depends(tasks.path_names_caller)],
+        include_in_schema=False,
+    )
     if settings.accounts_active:
         app.include_router(accounts_router)
     if settings.metrics_enabled:

@@ -1,6 +1,8 @@
 """Database plumbing: URL normalisation, the engine and its pool, shared column types."""
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +12,7 @@ from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     create_async_engine,
 )
@@ -75,6 +78,32 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """The current time, timezone-aware, as every timestamp the server sets."""
     return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def transaction(connection: AsyncConnection) -> AsyncIterator[None]:
+    """Run the statements inside as one transaction, on a request's connection.
+
+    A request's connection is in autocommit mode (`runtime.get_connection`), so this switches
+    it to the database's default isolation for the duration and back after it. Behind a
+    transaction pooler the whole request is one transaction already, and this adds nothing.
+
+    On SQLite the transaction begins with its first write (the driver's implicit BEGIN), so
+    callers write first: a read before it would not be part of the transaction.
+    """
+    options = (
+        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    )
+    if options.get("isolation_level") != "AUTOCOMMIT":
+        yield
+        return
+    await connection.commit()  # ends SQLAlchemy's bookkeeping of the autocommitted statements
+    await connection.execution_options(isolation_level=connection.dialect.default_isolation_level)
+    try:
+        async with connection.begin():
+            yield
+    finally:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def normalise_database_url(raw: str) -> URL:

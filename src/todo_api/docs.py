@@ -30,7 +30,17 @@ Every response carries `X-Request-ID`; task responses carry an `ETag` for `If-Ma
 """
 
 TAGS = [
-    {"name": "tasks", "description": "Your tasks: create, list, change, complete, delete."},
+    {
+        "name": "tasks",
+        "description": "Your tasks: create, list, change, complete, delete. Every route here "
+        "also answers under `/api/{user_id}/tasks…` (the paths many frontends of this app "
+        "call): the same when `user_id` is the token's `sub`, 403 for any other `user_id`, "
+        "checked before anything else.",
+    },
+    {
+        "name": "tags",
+        "description": "Your tags, with how many tasks carry each: rename, merge, delete.",
+    },
     {"name": "accounts", "description": "Built-in email and password accounts (when enabled)."},
     {"name": "health", "description": "Liveness and readiness probes; no token needed."},
 ]

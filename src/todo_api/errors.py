@@ -37,10 +37,28 @@ class TodoApiError(Exception):
         self.headers = headers or {}
         super().__init__(self.message)
 
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message)
+
 
 class BadRequest(TodoApiError):
     status_code = 400
     detail = "The request is invalid."
+
+
+class InvalidField(BadRequest):
+    """A value that passed its own field's rules but not a rule across fields or rows (a
+    recurring task without a due date); rendered like a validation error."""
+
+    def __init__(self, field: str, message: str, *, where: str = "field") -> None:
+        super().__init__(f"Invalid {where} '{field}': {message}.")
+        self.field = field
+        self.field_message = message
+
+    def body(self) -> dict[str, Any]:
+        return error_body(
+            self.message, errors=[{"field": self.field, "message": self.field_message}]
+        )
 
 
 class InvalidToken(TodoApiError):
@@ -66,6 +84,10 @@ class ResourceNotFound(TodoApiError):
 
 class TaskNotFound(ResourceNotFound):
     detail = "Task not found"
+
+
+class TagNotFound(ResourceNotFound):
+    detail = "Tag not found"
 
 
 class InvalidCredentials(TodoApiError):
@@ -183,7 +205,7 @@ async def _handle_validation(request: Request, exc: RequestValidationError) -> J
 
 
 async def _handle_api_error(request: Request, exc: TodoApiError) -> JSONResponse:
-    return JSONResponse(error_body(exc.message), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -48,6 +48,12 @@ NOT_BLANK_PATTERN = f"^[^\\u0000]*[^{_BLANK_OR_NUL}][^\\u0000]*$"
 _ADDRESS_CHARACTER = f"[^@{_BLANK_OR_NUL}\\u0001-\\u001f\\u007f]"
 EMAIL_CORE_PATTERN = f"{_ADDRESS_CHARACTER}+@{_ADDRESS_CHARACTER}+\\.{_ADDRESS_CHARACTER}+"
 EMAIL_PATTERN = f"^[{_escaped(WHITESPACE)}]*{EMAIL_CORE_PATTERN}[{_escaped(WHITESPACE)}]*$"
+# A tag: no control character (Unicode's Cc), comma or slash, and not blank.
+CONTROL_CHARACTERS = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
+_TAG_CHARACTER = f"[^{_escaped(CONTROL_CHARACTERS)},/]"
+TAG_PATTERN = (
+    f"^{_TAG_CHARACTER}*[^{_escaped(WHITESPACE)}{_escaped(CONTROL_CHARACTERS)},/]{_TAG_CHARACTER}*$"
+)
 
 
 def trim(text: str) -> str:

@@ -15,6 +15,12 @@ TASK_FIELDS = {
     "completed",
     "priority",
     "due_date",
+    "tags",
+    "recurrence",
+    "time_zone",
+    "remind_at",
+    "completed_at",
+    "next_occurrence_id",
     "created_at",
     "updated_at",
 }

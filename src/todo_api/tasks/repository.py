@@ -2,7 +2,9 @@
 reach another user's row; the one that tells 403 from 404 answers only "whose is it".
 
 Each function runs one statement on the happy path (a second, read-only one only to explain a
-miss), on a connection in autocommit mode: every statement is its own transaction.
+miss), on a connection in autocommit mode: every statement is its own transaction. Writes
+that must change several rows together (tags, a recurring task's next occurrence) run in one
+transaction (`db.transaction`), and only when the request or the task needs it.
 """
 
 import enum
@@ -20,6 +22,8 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
+    false,
     func,
     insert,
     literal,
@@ -31,19 +35,29 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from todo_api.db import UTCDateTime, utcnow
-from todo_api.errors import BadRequest, NotPermitted, PreconditionFailed, TaskNotFound
+from todo_api.db import UTCDateTime, transaction, utcnow
+from todo_api.errors import BadRequest, InvalidField, NotPermitted, PreconditionFailed, TaskNotFound
 from todo_api.pagination import INVALID_CURSOR, decode_cursor, encode_cursor
+from todo_api.tasks import tags
 from todo_api.tasks.models import (
     PRIORITIES,
     NoDueDate,
     columns,
     due_date_key,
     priority_rank,
+    task_tags_table,
     tasks_table,
     title_key,
 )
-from todo_api.tasks.schemas import Order, SortField, TaskListQuery, TaskStats
+from todo_api.tasks.recurrence import next_occurrence
+from todo_api.tasks.schemas import (
+    NEEDS_DUE_DATE,
+    Order,
+    SortField,
+    TaskListQuery,
+    TaskStats,
+    tag_key,
+)
 from todo_api.text import unstorable
 
 # A task as read from the database: attribute access by column name (`row.title`).
@@ -116,12 +130,37 @@ def resolved_order(query: TaskListQuery) -> Order:
     return query.order or SORT_KEYS[query.sort].default_order
 
 
-def list_tasks_statement(user_id: str, query: TaskListQuery) -> Select[Any]:
+def list_tasks_statement(user_id: str, query: TaskListQuery, now: datetime) -> Select[Any]:
     """One page of the caller's tasks: filters, a keyset seek past the cursor, limit + 1 rows
-    (the extra row only says whether another page follows)."""
+    (the extra row only says whether another page follows).
+
+    With `tag=`, the first tag's rows in `task_tags` drive the query (the index on the user's
+    rows of that tag, in creation order), and each further tag is a semi-join. `now` is when
+    "overdue" and "today" are.
+    """
     key = SORT_KEYS[query.sort]
     order = resolved_order(query)
+    sort_expression, tie_breaker = key.expression, columns.id
     stmt = select(tasks_table, key.expression.label("sort_key")).where(columns.user_id == user_id)
+    if query.tag:
+        first, *others = dict.fromkeys(tag_key(name) for name in query.tag)
+        tagged = task_tags_table.alias("tagged")
+        # Joined on the task id alone: more equalities in the join (user, creation time) only
+        # make the planner think the join finds fewer rows, and read everything to fill a page.
+        stmt = stmt.join(tagged, tagged.c.task_id == columns.id).where(
+            tagged.c.user_id == user_id, tagged.c.key == first
+        )
+        for other in others:
+            stmt = stmt.where(
+                exists().where(
+                    task_tags_table.c.user_id == user_id,
+                    task_tags_table.c.key == other,
+                    task_tags_table.c.task_id == columns.id,
+                )
+            )
+        if query.sort == "created":  # the same values, read in order from the tag's index
+            sort_expression, tie_breaker = tagged.c.created_at, tagged.c.task_id
+    stmt = _due_filters(stmt, query, now)
     if query.status != "all":
         stmt = stmt.where(columns.completed == (query.status == "completed"))
     if query.priority is not None:
@@ -136,13 +175,33 @@ def list_tasks_statement(user_id: str, query: TaskListQuery) -> Select[Any]:
     if query.cursor is not None:
         value, last_id = _cursor_position(query.cursor, query.sort, order)
         position = tuple_(key.to_sql(value), literal(last_id, columns.id.type))
-        row = tuple_(key.expression, columns.id)
+        row = tuple_(sort_expression, tie_breaker)
         stmt = stmt.where(row > position if order == "asc" else row < position)
     if order == "asc":
-        stmt = stmt.order_by(key.expression.asc(), columns.id.asc())
+        stmt = stmt.order_by(sort_expression.asc(), tie_breaker.asc())
     else:
-        stmt = stmt.order_by(key.expression.desc(), columns.id.desc())
+        stmt = stmt.order_by(sort_expression.desc(), tie_breaker.desc())
     return stmt.limit(query.limit + 1)
+
+
+def _due_filters(stmt: Select[Any], query: TaskListQuery, now: datetime) -> Select[Any]:
+    """`due`, `due_from`, `due_to` and `remind_before`. Due dates are compared through the
+    due-date sort key, the expression its index is built on (no due date sorts as infinity)."""
+    pending = columns.completed == false()
+    if query.due == "overdue":
+        stmt = stmt.where(pending, due_date_key < now)
+    elif query.due == "today":
+        start, end = query.today(now)
+        stmt = stmt.where(due_date_key >= start, due_date_key < end)
+    elif query.due == "none":
+        stmt = stmt.where(due_date_key == NoDueDate())
+    if query.due_from is not None:
+        stmt = stmt.where(due_date_key >= query.due_from, due_date_key < NoDueDate())
+    if query.due_to is not None:
+        stmt = stmt.where(due_date_key < query.due_to)
+    if query.remind_before is not None:
+        stmt = stmt.where(pending, columns.remind_at < query.remind_before)
+    return stmt
 
 
 def _cursor_position(cursor: str, sort: SortField, order: Order) -> tuple[Any, uuid.UUID]:
@@ -159,9 +218,10 @@ def _cursor_position(cursor: str, sort: SortField, order: Order) -> tuple[Any, u
 
 
 async def list_tasks_page(
-    connection: AsyncConnection, user_id: str, query: TaskListQuery
+    connection: AsyncConnection, user_id: str, query: TaskListQuery, now: datetime | None = None
 ) -> TaskPage:
-    rows = (await connection.execute(list_tasks_statement(user_id, query))).all()
+    statement = list_tasks_statement(user_id, query, now or utcnow())
+    rows = (await connection.execute(statement)).all()
     tasks = rows[: query.limit]
     if len(rows) <= query.limit:
         return TaskPage(tasks, None)
@@ -186,10 +246,15 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _OWNERSHIP = select(columns.user_id == bindparam("owner")).where(columns.id == bindparam("task"))
 _GET = select(tasks_table).where(*_OWNED)
 _DELETE = delete(tasks_table).where(*_OWNED).returning(columns.id)
+_NOT_RECURRING = columns.recurrence.is_(None)
 _TOGGLE = (
     sql_update(tasks_table)
     .where(*_OWNED)
-    .values(completed=not_(columns.completed), updated_at=_NOW)
+    .values(
+        completed=not_(columns.completed),
+        completed_at=case((columns.completed, None), else_=_NOW),
+        updated_at=_NOW,
+    )
     .returning(*tasks_table.c)
 )
 _SET_COMPLETED = (
@@ -198,8 +263,23 @@ _SET_COMPLETED = (
     .values(
         completed=bindparam("set_to"),
         # Setting the value it already has is no change, so the version (ETag) stays.
+        completed_at=case(
+            (columns.completed == bindparam("set_to"), columns.completed_at),
+            (bindparam("set_to"), _NOW),
+            else_=None,
+        ),
         updated_at=case((columns.completed == bindparam("set_to"), columns.updated_at), else_=_NOW),
     )
+    .returning(*tasks_table.c)
+)
+# A task that does not repeat completes in one statement; one that does completes in a
+# transaction that also creates its next occurrence.
+_TOGGLE_NOT_RECURRING = _TOGGLE.where(_NOT_RECURRING)
+_SET_COMPLETED_NOT_RECURRING = _SET_COMPLETED.where(_NOT_RECURRING)
+_CLAIM_SUCCESSOR = (
+    sql_update(tasks_table)
+    .where(columns.id == bindparam("task"), columns.next_occurrence_id.is_(None))
+    .values(next_occurrence_id=bindparam("successor"))
     .returning(*tasks_table.c)
 )
 _STATS = select(
@@ -251,10 +331,28 @@ async def get_task(connection: AsyncConnection, user_id: str, task_id: uuid.UUID
 
 
 async def create_task(connection: AsyncConnection, user_id: str, fields: dict[str, Any]) -> TaskRow:
+    """Insert a task (created completed: `completed_at` is now, and it spawns nothing)."""
     now = utcnow()
-    values = {"id": uuid.uuid4(), "user_id": user_id, "created_at": now, "updated_at": now}
-    stmt = insert(tasks_table).values({**fields, **values}).returning(*tasks_table.c)
-    return (await connection.execute(stmt)).one()
+    values = {
+        **fields,
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "completed_at": now if fields.get("completed") else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if not values.get("tags"):
+        return await _insert(connection, {**values, "tags": []})
+    async with transaction(connection):
+        values["tags"] = await tags.spell(connection, user_id, values["tags"])
+        task = await _insert(connection, values)
+        await tags.attach(connection, user_id, task.id, now, task.tags)
+    return task
+
+
+async def _insert(connection: AsyncConnection, values: dict[str, Any]) -> TaskRow:
+    statement = insert(tasks_table).values(values).returning(*tasks_table.c)
+    return (await connection.execute(statement)).one()
 
 
 async def update_task(
@@ -265,29 +363,111 @@ async def update_task(
     expected_versions: list[datetime] | None = None,
 ) -> TaskRow:
     """Apply `changes` in one `UPDATE … RETURNING`; with `expected_versions` (from `If-Match`)
-    only if the task is still at one of them, else 412 and nothing changes."""
+    only if the task is still at one of them, else 412 and nothing changes.
+
+    Changes to tags, completion, recurrence or the due date run in a transaction with what
+    they imply: the tag tables, the rule that a recurring task has a due date (checked on the
+    task as changed: 400 and nothing changes), and the next occurrence of a task that became
+    completed.
+    """
     version = [] if expected_versions is None else [columns.updated_at.in_(expected_versions)]
-    if changes:
-        statement: Executable = (
-            sql_update(tasks_table)
-            .where(*_OWNED, *version)
-            .values({**changes, "updated_at": utcnow()})
-            .returning(*tasks_table.c)
-        )
-    else:
+    if not changes:
         statement = select(tasks_table).where(*_OWNED, *version)
-    return await _one_owned(connection, statement, user_id, task_id)
+        return await _one_owned(connection, statement, user_id, task_id)
+    now = utcnow()
+    values = {**changes, "updated_at": now}
+    if "completed" in changes:
+        completed = literal(changes["completed"])
+        values["completed_at"] = case(
+            (columns.completed == completed, columns.completed_at),
+            (completed, now),
+            else_=None,
+        )
+    update_statement = sql_update(tasks_table).where(*_OWNED, *version).returning(*tasks_table.c)
+    if not changes.keys() & _CHANGES_WITH_CONSEQUENCES:
+        return await _one_owned(connection, update_statement.values(values), user_id, task_id)
+    async with transaction(connection):
+        if "tags" in changes:  # a write first: on SQLite, the transaction begins there
+            values["tags"] = await tags.spell(connection, user_id, changes["tags"])
+        task = await _one_owned(connection, update_statement.values(values), user_id, task_id)
+        if task.recurrence is not None and task.due_date is None:
+            raise InvalidField(
+                "recurrence" if "recurrence" in changes else "due_date", NEEDS_DUE_DATE
+            )
+        if "tags" in changes:
+            await tags.attach(
+                connection, user_id, task.id, task.created_at, task.tags, replace=True
+            )
+        return await _spawn_next_occurrence(connection, task, now)
+
+
+_CHANGES_WITH_CONSEQUENCES = {"tags", "completed", "recurrence", "due_date"}
 
 
 async def set_completed(
     connection: AsyncConnection, user_id: str, task_id: uuid.UUID, completed: bool | None
 ) -> TaskRow:
-    """Flip `completed` (None) or set it, atomically in one statement."""
+    """Flip `completed` (None) or set it, atomically; a recurring task that becomes
+    completed spawns its next occurrence in the same transaction."""
+    now = utcnow()
     if completed is None:
-        return await _one_owned(connection, _TOGGLE, user_id, task_id, now=utcnow())
-    return await _one_owned(
-        connection, _SET_COMPLETED, user_id, task_id, now=utcnow(), set_to=completed
+        params: dict[str, Any] = {"now": now}
+        simple, any_task = _TOGGLE_NOT_RECURRING, _TOGGLE
+    else:
+        simple, any_task = _SET_COMPLETED_NOT_RECURRING, _SET_COMPLETED
+        params = {"now": now, "set_to": completed}
+    owned: dict[str, Any] = {"owner": user_id, "task": task_id}
+    task = (await connection.execute(simple, {**owned, **params})).first()
+    if task is not None:
+        return task
+    # Recurring, someone else's, or missing.
+    async with transaction(connection):
+        task = await _one_owned(connection, any_task, user_id, task_id, **params)
+        return await _spawn_next_occurrence(connection, task, now)
+
+
+async def _spawn_next_occurrence(
+    connection: AsyncConnection, task: TaskRow, now: datetime
+) -> TaskRow:
+    """If `task` has just become completed (`completed_at` is this request's `now`) and repeats,
+    create its next occurrence, once: the claim on `next_occurrence_id` only succeeds while it
+    is null, and the successor's `previous_occurrence_id` is unique. Called in the transaction
+    that completed the task, which holds its row lock until commit."""
+    if not (task.completed and task.completed_at == now and task.recurrence is not None):
+        return task
+    if task.next_occurrence_id is not None or task.due_date is None:
+        return task
+    following = next_occurrence(task.recurrence, task.due_date, task.time_zone)
+    if following is None:  # COUNT or UNTIL exhausted
+        return task
+    successor_id = uuid.uuid4()
+    claimed = (
+        await connection.execute(_CLAIM_SUCCESSOR, {"task": task.id, "successor": successor_id})
+    ).first()
+    if claimed is None:
+        return task
+    shift = following.due_date - task.due_date
+    await _insert(
+        connection,
+        {
+            "id": successor_id,
+            "user_id": task.user_id,
+            "title": task.title,
+            "description": task.description,
+            "priority": task.priority,
+            "tags": task.tags,
+            "recurrence": following.rule,
+            "time_zone": task.time_zone,
+            "due_date": following.due_date,
+            "remind_at": None if task.remind_at is None else task.remind_at + shift,
+            "completed": False,
+            "previous_occurrence_id": task.id,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
+    await tags.attach(connection, task.user_id, successor_id, now, task.tags)
+    return claimed
 
 
 async def delete_task(connection: AsyncConnection, user_id: str, task_id: uuid.UUID) -> None:

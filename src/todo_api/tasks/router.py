@@ -1,13 +1,17 @@
-"""`/api/tasks`: each route takes validated input, calls the repository, returns a schema."""
+"""`/api/tasks`: each route takes validated input, calls the repository, returns a schema.
+
+The app mounts this router twice: at `/api/tasks`, and at `/api/{user_id}/tasks` for the
+frontends that call that path, where `path_names_caller` first checks the `user_id`.
+"""
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from starlette.convertors import Convertor, register_url_convertor
 
 from todo_api.auth.dependencies import CurrentUser
-from todo_api.errors import error_responses
+from todo_api.errors import NotPermitted, error_responses
 from todo_api.openapi import documented_response
 from todo_api.pagination import next_page_link
 from todo_api.runtime import DatabaseDep, runtime_of
@@ -45,7 +49,9 @@ class TaskIdConvertor(Convertor[str]):
 register_url_convertor("task_id", TaskIdConvertor())
 TASK_PATH = "/{task_id:task_id}"
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=error_responses(401, 503))
+PREFIX = "/api/tasks"
+COMPATIBLE_PREFIX = "/api/{user_id}/tasks"
+router = APIRouter(tags=["tasks"], responses=error_responses(401, 503))
 # A malformed task id is a 400, like a malformed body.
 ONE_TASK_ERRORS = error_responses(400, 403, 404)
 BODY_ERRORS = error_responses(400, 408, 413, 415)
@@ -56,6 +62,15 @@ IfMatch = Annotated[
 IfNoneMatch = Annotated[
     str | None, Header(description="Answer 304 if the task is still at this ETag.")
 ]
+
+
+async def path_names_caller(
+    user_id: Annotated[str, Path(description="Must be the token's `sub`.")], user: CurrentUser
+) -> None:
+    """The `/api/{user_id}/tasks` paths: any `user_id` but the caller's is a 403, before the
+    route looks at anything else (so also for a task that does not exist)."""
+    if user_id != user.id:
+        raise NotPermitted()
 
 
 def _with_etag(response: Response, task: TaskRow) -> TaskRow:
@@ -100,6 +115,7 @@ async def create_task(
     body: TaskCreate, request: Request, response: Response, user: CurrentUser, db: DatabaseDep
 ) -> TaskRow:
     task = await repository.create_task(db, user.id, body.model_dump())
+    # The canonical path, also when created through `/api/{user_id}/tasks`.
     response.headers["Location"] = str(request.url_for("get_task", task_id=task.id).path)
     return _with_etag(response, task)
 

@@ -1,29 +1,46 @@
 """Request and response bodies for tasks, kept apart from the table."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from todo_api.text import NOT_BLANK_PATTERN, STORABLE_TEXT_PATTERN, InputModel, trim
+from todo_api.tasks.recurrence import MAX_RULE_LENGTH, normalise_rule, valid_time_zone
+from todo_api.text import (
+    CONTROL_CHARACTERS,
+    NOT_BLANK_PATTERN,
+    STORABLE_TEXT_PATTERN,
+    TAG_PATTERN,
+    InputModel,
+    trim,
+    unstorable,
+)
 
 Priority = Literal["low", "medium", "high"]
 Status = Literal["all", "pending", "completed"]
 SortField = Literal["created", "title", "due_date", "priority", "updated"]
 Order = Literal["asc", "desc"]
 
+DueFilter = Literal["overdue", "today", "none"]
+
 MAX_TITLE = 200
 MAX_DESCRIPTION = 1000
+MAX_TAG = 50
+MAX_TAGS = 20
+MAX_TAG_FILTERS = 20
 
 
 def _trimmed_title(value: Any) -> Any:
@@ -57,6 +74,46 @@ def _due_date(value: Any) -> Any:
     return parsed
 
 
+def tag_key(name: str) -> str:
+    """What makes two spellings the same tag ("Work" = "work" = "WORK")."""
+    return name.casefold()
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, str):
+        problem = unstorable(value)  # also for a tag in a path, which no InputModel checks
+        if problem is not None:
+            raise ValueError(problem)
+        if len(value) > MAX_TAG:  # before trimming, as the document's maxLength says
+            raise ValueError(f"a tag must be at most {MAX_TAG} characters")
+        value = trim(value)
+        if not value:
+            raise ValueError("a tag must not be blank")
+        if any(character in CONTROL_CHARACTERS for character in value):
+            raise ValueError("a tag must not contain control characters")
+        if "," in value or "/" in value:
+            raise ValueError("a tag must not contain a comma or a slash")
+    return value
+
+
+def _distinct_tags(tags: list[str]) -> list[str]:
+    """Each tag once (the first spelling given), at most MAX_TAGS of them, sorted as answered."""
+    distinct: dict[str, str] = {}
+    for name in tags:
+        distinct.setdefault(tag_key(name), name)
+    if len(distinct) > MAX_TAGS:
+        raise ValueError(f"a task holds at most {MAX_TAGS} tags")
+    return [distinct[key] for key in sorted(distinct)]
+
+
+def _rule(value: Any) -> Any:
+    return normalise_rule(value) if isinstance(value, str) else value
+
+
+def _zone(value: Any) -> Any:
+    return valid_time_zone(value) if isinstance(value, str) else value
+
+
 # The patterns describe, for the OpenAPI document and its clients, what the validators enforce:
 # no NUL (`InputModel`, for every field), and a title with something besides white space.
 Title = Annotated[
@@ -69,6 +126,71 @@ Description = Annotated[
     Field(max_length=MAX_DESCRIPTION, json_schema_extra={"pattern": STORABLE_TEXT_PATTERN}),
 ]
 DueDate = Annotated[datetime, BeforeValidator(_due_date)]
+TagName = Annotated[
+    str,
+    BeforeValidator(_tag),
+    Field(max_length=MAX_TAG, json_schema_extra={"pattern": TAG_PATTERN}),
+]
+Tags = Annotated[
+    list[TagName],
+    AfterValidator(_distinct_tags),
+    Field(
+        description=f"At most {MAX_TAGS} tags, each matched without regard to case; a tag "
+        "takes the spelling its user first gave it. `[]` removes them all.",
+        examples=[["work", "Q4"]],
+    ),
+]
+# Loose patterns on purpose: the rule's grammar and its ranges are checked by the validator.
+Recurrence = Annotated[
+    str,
+    BeforeValidator(_rule),
+    Field(
+        max_length=MAX_RULE_LENGTH,
+        description="An RFC 5545 RRULE: FREQ=DAILY|WEEKLY|MONTHLY|YEARLY, with INTERVAL, "
+        "BYDAY, BYMONTHDAY, BYMONTH, and COUNT or UNTIL. Needs a `due_date`.",
+        examples=["FREQ=WEEKLY;BYDAY=MO,WE"],
+        json_schema_extra={"pattern": STORABLE_TEXT_PATTERN},
+    ),
+]
+TimeZone = Annotated[
+    str,
+    BeforeValidator(_zone),
+    Field(
+        max_length=64,
+        description="IANA time zone the recurrence is evaluated in; `null` means UTC.",
+        examples=["Europe/Berlin"],
+        json_schema_extra={"pattern": STORABLE_TEXT_PATTERN},
+    ),
+]
+RemindAt = Annotated[datetime, BeforeValidator(_due_date)]
+
+
+def _local_moment(value: str, zone: ZoneInfo) -> datetime:
+    """A date (its midnight) or a date-time (naive: wall time) in `zone`, as UTC."""
+    if len(value) > MAX_MOMENT:
+        raise ValueError(f"must be at most {MAX_MOMENT} characters")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date (2026-05-01) or date-time (2026-05-01T17:00:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if parsed.year >= 9999:
+        raise ValueError("must be before the year 9999")
+    return parsed
+
+
+MAX_MOMENT = 64
+# A query value read in `tz`, so the document says only "a string": it may be a date.
+LocalMoment = Annotated[datetime, WithJsonSchema({"type": "string", "maxLength": MAX_MOMENT})]
+
+NEEDS_DUE_DATE = "a recurring task needs a due_date"
 
 
 class TaskCreate(InputModel):
@@ -92,6 +214,17 @@ class TaskCreate(InputModel):
     priority: Priority | None = None
     due_date: DueDate | None = None
     completed: StrictBool = False
+    tags: Tags = Field(default_factory=list)
+    time_zone: TimeZone | None = None
+    remind_at: RemindAt | None = None
+    recurrence: Recurrence | None = None
+
+    @field_validator("recurrence")
+    @classmethod
+    def _needs_due_date(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("due_date") is None and "due_date" in info.data:
+            raise ValueError(NEEDS_DUE_DATE)
+        return value
 
 
 class TaskUpdate(InputModel):
@@ -112,8 +245,14 @@ class TaskUpdate(InputModel):
     priority: Priority | None = None
     due_date: DueDate | None = None
     completed: StrictBool | SkipJsonSchema[None] = None
+    tags: Tags | SkipJsonSchema[None] = None
+    time_zone: TimeZone | None = None
+    remind_at: RemindAt | None = None
+    # That a recurring task keeps a due date depends on the task as stored: the repository
+    # checks it on the task as changed.
+    recurrence: Recurrence | None = None
 
-    @field_validator("title", "completed")
+    @field_validator("title", "completed", "tags")
     @classmethod
     def _not_nullable(cls, value: Any) -> Any:
         # Runs only for values the client sent, so absent stays allowed and `null` does not.
@@ -148,6 +287,12 @@ class TaskRead(BaseModel):
                     "completed": False,
                     "priority": "high",
                     "due_date": "2026-12-01T17:00:00Z",
+                    "tags": ["Q4", "work"],
+                    "recurrence": None,
+                    "time_zone": None,
+                    "remind_at": "2026-12-01T09:00:00Z",
+                    "completed_at": None,
+                    "next_occurrence_id": None,
                     "created_at": "2026-11-21T12:22:57.290232Z",
                     "updated_at": "2026-11-21T12:22:57.290232Z",
                 }
@@ -162,6 +307,16 @@ class TaskRead(BaseModel):
     completed: bool
     priority: Priority | None
     due_date: datetime | None
+    tags: list[str]
+    recurrence: str | None
+    time_zone: str | None
+    remind_at: datetime | None
+    completed_at: datetime | None = Field(
+        description="When `completed` last became true; null while it is false."
+    )
+    next_occurrence_id: uuid.UUID | None = Field(
+        description="The next occurrence this recurring task spawned when it was completed."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -204,6 +359,34 @@ class TaskListQuery(InputModel):
     cursor: Annotated[str, Field(max_length=1024)] | SkipJsonSchema[None] = Field(
         None, description="Position from the previous page's `Link` header."
     )
+    tag: Annotated[list[TagName], Field(max_length=MAX_TAG_FILTERS)] = Field(
+        [],
+        description="Only tasks carrying this tag (case-insensitive); repeat it for "
+        "tasks carrying all of several tags.",
+    )
+    due: DueFilter | SkipJsonSchema[None] = Field(
+        None,
+        description="overdue: pending and due before now; today: due within the current day "
+        "in `tz`; none: no due date.",
+    )
+    # Before the parameters it qualifies: their validators read it.
+    tz: TimeZone = Field(
+        "UTC",
+        description="IANA time zone of `due=today`, and of dates and naive date-times "
+        "in `due_from`, `due_to` and `remind_before`.",
+    )
+    due_from: LocalMoment | SkipJsonSchema[None] = Field(
+        None,
+        description="Due at or after this date or date-time (a date is its midnight in "
+        "`tz`; a date-time without offset is local time in `tz`).",
+    )
+    due_to: LocalMoment | SkipJsonSchema[None] = Field(
+        None, description="Due before this date or date-time (exclusive; read as `due_from`)."
+    )
+    remind_before: LocalMoment | SkipJsonSchema[None] = Field(
+        None,
+        description="Pending tasks with a reminder before this date-time (read as `due_from`).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -211,3 +394,16 @@ class TaskListQuery(InputModel):
         if isinstance(values, dict):
             return {key: value for key, value in values.items() if value != ""}
         return values
+
+    @field_validator("due_from", "due_to", "remind_before", mode="before")
+    @classmethod
+    def _in_time_zone(cls, value: Any, info: ValidationInfo) -> Any:
+        zone = info.data.get("tz", "UTC")  # an invalid `tz` has its own error already
+        return _local_moment(value, ZoneInfo(zone)) if isinstance(value, str) else value
+
+    def today(self, now: datetime) -> tuple[datetime, datetime]:
+        """The caller's current day in `tz`, as a half-open UTC range."""
+        zone = ZoneInfo(self.tz)
+        start = datetime.combine(now.astimezone(zone).date(), time(), zone)
+        end = datetime.combine(start.date() + timedelta(days=1), time(), zone)
+        return start.astimezone(UTC), end.astimezone(UTC)

@@ -1,0 +1,207 @@
+"""All SQL on tags: a user's tags and their one spelling (`tags`), which task carries which
+(`task_tags`), and keeping each task's own list of names (`tasks.tags`) in step with both.
+
+A tag is matched by its key (`tag_key`, case-folded); its name is the spelling first used,
+which later uses in another case take, and a rename may change. Every statement is scoped by
+the caller's user id.
+"""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from todo_api.db import transaction, utcnow
+from todo_api.errors import TagNotFound
+from todo_api.tasks.models import tags_table, task_tags_table, tasks_table
+from todo_api.tasks.schemas import tag_key
+
+tags = tags_table.c
+task_tags = task_tags_table.c
+
+
+@dataclass(frozen=True, slots=True)
+class TagCount:
+    name: str
+    count: int
+
+
+def _upsert(connection: AsyncConnection, rows: list[dict[str, Any]], *, rename: bool) -> Insert:
+    """Insert the user's tags that are new; `rename`: also respell those that exist."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(tags_table).values(rows)
+    spelling = statement.excluded.name if rename else tags.name
+    # A no-op update rather than DO NOTHING, so that RETURNING names every row, old or new.
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=[tags.user_id, tags.key], set_={"name": spelling}
+    ).returning(tags.key, tags.name)
+    return upsert
+
+
+async def spell(connection: AsyncConnection, user_id: str, names: list[str]) -> list[str]:
+    """The user's spelling of each tag (creating the new ones as given), sorted by key.
+
+    `names` are distinct by key. Rows are written in key order, so two requests adding the
+    same tags lock them in the same order and cannot deadlock.
+    """
+    if not names:
+        return []
+    rows = sorted(
+        ({"user_id": user_id, "key": tag_key(name), "name": name} for name in names),
+        key=lambda row: row["key"],
+    )
+    result = await connection.execute(_upsert(connection, rows, rename=False))
+    spelled: dict[str, str] = {row.key: row.name for row in result}
+    return [spelled[row["key"]] for row in rows]
+
+
+async def attach(
+    connection: AsyncConnection,
+    user_id: str,
+    task_id: uuid.UUID,
+    created_at: datetime,
+    names: Iterable[str],
+    *,
+    replace: bool = False,
+) -> None:
+    """Record that the task carries these tags (`replace`: these and no others)."""
+    if replace:
+        await connection.execute(
+            delete(task_tags_table).where(
+                task_tags.task_id == task_id, task_tags.user_id == user_id
+            )
+        )
+    rows = [
+        {"task_id": task_id, "user_id": user_id, "key": tag_key(name), "created_at": created_at}
+        for name in names
+    ]
+    if rows:
+        await connection.execute(task_tags_table.insert(), rows)
+
+
+_LIST = (
+    select(tags.name, func.count())
+    .select_from(
+        task_tags_table.join(
+            tags_table, (tags.user_id == task_tags.user_id) & (tags.key == task_tags.key)
+        )
+    )
+    .where(task_tags.user_id == bindparam("owner"))
+    .group_by(tags.key, tags.name)
+    .order_by(tags.key)
+)
+
+
+async def list_tags(connection: AsyncConnection, user_id: str) -> list[TagCount]:
+    """The caller's tags that some task carries, with how many, sorted by key."""
+    rows = await connection.execute(_LIST, {"owner": user_id})
+    return [TagCount(name, count) for name, count in rows]
+
+
+async def rename_tag(
+    connection: AsyncConnection, user_id: str, old_name: str, new_name: str
+) -> TagCount:
+    """Rename a tag on all the caller's tasks, merging it into `new_name` if that exists; the
+    merged tag is spelled `new_name`. No task carries `old_name` → 404."""
+    old, new = tag_key(old_name), tag_key(new_name)
+    async with transaction(connection):
+        # The write first: on SQLite, that is where the transaction begins.
+        row = {"user_id": user_id, "key": new, "name": new_name}
+        await connection.execute(_upsert(connection, [row], rename=True))
+        carriers = await _carriers(connection, user_id, old)
+        if not carriers:
+            raise TagNotFound()
+        # The tasks that already carried the tag merged into take its new spelling too.
+        carriers = list({*carriers, *await _carriers(connection, user_id, new)})
+        if new != old:
+            also_new = select(task_tags.task_id).where(
+                task_tags.user_id == user_id, task_tags.key == new
+            )
+            await connection.execute(
+                delete(task_tags_table).where(
+                    task_tags.user_id == user_id,
+                    task_tags.key == old,
+                    task_tags.task_id.in_(also_new.scalar_subquery()),
+                )
+            )
+            await connection.execute(
+                update(task_tags_table)
+                .where(task_tags.user_id == user_id, task_tags.key == old)
+                .values(key=new)
+            )
+            await connection.execute(
+                delete(tags_table).where(tags.user_id == user_id, tags.key == old)
+            )
+        await _respell_tasks(connection, user_id, carriers, drop={old, new}, add=new_name)
+        count = await connection.scalar(
+            select(func.count()).where(task_tags.user_id == user_id, task_tags.key == new)
+        )
+    return TagCount(new_name, int(count or 0))
+
+
+async def delete_tag(connection: AsyncConnection, user_id: str, name: str) -> None:
+    """Remove a tag from all the caller's tasks. No task carries it → 404."""
+    key = tag_key(name)
+    async with transaction(connection):
+        removed = await connection.execute(
+            delete(task_tags_table)
+            .where(task_tags.user_id == user_id, task_tags.key == key)
+            .returning(task_tags.task_id)
+        )
+        carriers = list(removed.scalars())
+        if not carriers:
+            raise TagNotFound()
+        await connection.execute(delete(tags_table).where(tags.user_id == user_id, tags.key == key))
+        await _respell_tasks(connection, user_id, carriers, drop={key}, add=None)
+
+
+async def _carriers(connection: AsyncConnection, user_id: str, key: str) -> list[uuid.UUID]:
+    result = await connection.execute(
+        select(task_tags.task_id).where(task_tags.user_id == user_id, task_tags.key == key)
+    )
+    return list(result.scalars())
+
+
+_RESPELL = (
+    update(tasks_table)
+    .where(tasks_table.c.id == bindparam("task"), tasks_table.c.user_id == bindparam("owner"))
+    .values(tags=bindparam("names"), updated_at=bindparam("now"))
+)
+
+
+async def _respell_tasks(
+    connection: AsyncConnection,
+    user_id: str,
+    task_ids: list[uuid.UUID],
+    *,
+    drop: set[str],
+    add: str | None,
+) -> None:
+    """Rewrite the tasks' own tag lists: without the tags keyed in `drop`, with `add`. Their
+    JSON changed, so their version (`updated_at`, the ETag) moves too."""
+    rows = await connection.execute(
+        select(tasks_table.c.id, tasks_table.c.tags).where(
+            tasks_table.c.user_id == user_id, tasks_table.c.id.in_(task_ids)
+        )
+    )
+    now = utcnow()
+    changes = []
+    for task_id, names in rows:
+        kept = {tag_key(name): name for name in names if tag_key(name) not in drop}
+        if add is not None:
+            kept[tag_key(add)] = add
+        changes.append(
+            {
+                "task": task_id,
+                "owner": user_id,
+                "names": [kept[key] for key in sorted(kept)],
+                "now": now,
+            }
+        )
+    if changes:
+        await connection.execute(_RESPELL, changes)
