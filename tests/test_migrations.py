@@ -1,21 +1,24 @@
 """The migrations build exactly the schema the models describe, and run both ways."""
 
+import json
+import uuid
 import warnings
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Boolean, Connection, Uuid, bindparam, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
 from tests.conftest import SECRET
 from todo_api.config import Settings
-from todo_api.db import Base, create_engine
+from todo_api.db import Base, UTCDateTime, create_engine
 from todo_api.migrations import alembic_config, upgrade_to_head
 
 # Alembic compares expression indexes as text, and PostgreSQL gives back its own spelling
@@ -92,3 +95,148 @@ async def test_upgrade_is_idempotent_and_downgrade_reverses_it(
     await upgrade_to_head(empty_engine)
     async with empty_engine.connect() as connection:
         assert {"users", "tasks"} <= set(await connection.run_sync(_tables_and_indexes))
+
+
+COLUMNS_0001 = {
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "completed",
+    "priority",
+    "due_date",
+    "created_at",
+    "updated_at",
+}
+COLUMNS_0002 = {
+    "tags",
+    "recurrence",
+    "time_zone",
+    "remind_at",
+    "completed_at",
+    "next_occurrence_id",
+    "previous_occurrence_id",
+}
+
+
+def _alembic(action: str, revision: str) -> Any:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+    return run
+
+
+def _columns(connection: Connection) -> dict[str, set[str]]:
+    inspector = inspect(connection)
+    return {
+        table: {column["name"] for column in inspector.get_columns(table)}
+        for table in inspector.get_table_names()
+    }
+
+
+_INSERT_TASK = text(
+    "INSERT INTO tasks (id, user_id, title, completed, created_at, updated_at) "
+    "VALUES (:id, 'alice', :title, :completed, :created_at, :updated_at)"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("completed", type_=Boolean()),
+    bindparam("created_at", type_=UTCDateTime()),
+    bindparam("updated_at", type_=UTCDateTime()),
+)
+
+
+def _tag_list(value: Any) -> list[Any]:
+    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
+    parsed = json.loads(value) if isinstance(value, str) else value
+    assert isinstance(parsed, list), value
+    return parsed
+
+
+async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) -> None:
+    created = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    done_at = datetime(2026, 1, 3, 4, 5, 6, 654321, tzinfo=UTC)
+    pending_id, done_id = uuid.uuid4(), uuid.uuid4()
+    sqlite = empty_engine.dialect.name == "sqlite"
+
+    def stored(task_id: uuid.UUID) -> str:
+        return task_id.hex if sqlite else str(task_id)
+
+    async with empty_engine.begin() as connection:
+        await connection.run_sync(_alembic("upgrade", "0001"))
+        assert "tags" not in await connection.run_sync(_columns)
+        await connection.execute(
+            text(
+                "INSERT INTO users (id, created_at, updated_at) VALUES ('alice', :at, :at)"
+            ).bindparams(bindparam("at", type_=UTCDateTime())),
+            {"at": created},
+        )
+        for task_id, title, completed, updated in [
+            (pending_id, "pending", False, created),
+            (done_id, "done", True, done_at),
+        ]:
+            await connection.execute(
+                _INSERT_TASK,
+                {
+                    "id": task_id,
+                    "title": title,
+                    "completed": completed,
+                    "created_at": created,
+                    "updated_at": updated,
+                },
+            )
+    before = await _raw_tasks(empty_engine)
+    assert len(before) == 2
+
+    async with empty_engine.begin() as connection:
+        await connection.run_sync(_alembic("upgrade", "head"))
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(_columns)
+    assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002
+    assert {"tags", "task_tags"} <= set(columns)
+    after = await _raw_tasks(empty_engine)
+    assert set(after) == set(before) == {stored(pending_id), stored(done_id)}
+    for stored_id, row in after.items():
+        assert {key: row[key] for key in COLUMNS_0001} == before[stored_id]
+        assert _tag_list(row["tags"]) == []
+        for column in ("recurrence", "time_zone", "remind_at", "next_occurrence_id"):
+            assert row[column] is None, column
+        assert row["previous_occurrence_id"] is None
+    assert after[stored(pending_id)]["completed_at"] is None
+    done = after[stored(done_id)]
+    assert done["completed_at"] is not None
+    assert done["completed_at"] == done["updated_at"]
+    async with empty_engine.connect() as connection:
+        for table in ("tags", "task_tags"):
+            count = await connection.scalar(text(f"SELECT count(*) FROM {table}"))
+            assert count == 0, table
+
+    async with empty_engine.begin() as connection:
+        await connection.run_sync(_alembic("downgrade", "0001"))
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(_columns)
+    assert columns["tasks"] == COLUMNS_0001
+    assert "tags" not in columns
+    assert "task_tags" not in columns
+    assert await _raw_tasks(empty_engine) == before
+
+    await upgrade_to_head(empty_engine)
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(_columns)
+        assert await connection.run_sync(_schema_differences) == []
+    assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002
+    assert {"tags", "task_tags"} <= set(columns)
+    again = await _raw_tasks(empty_engine)
+    assert set(again) == set(before)
+    assert again[stored(done_id)]["completed_at"] == again[stored(done_id)]["updated_at"]
+    assert again[stored(pending_id)]["completed_at"] is None
+    assert _tag_list(again[stored(pending_id)]["tags"]) == []
+
+
+async def _raw_tasks(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    """Every task row as stored, by its id as text."""
+    async with engine.connect() as connection:
+        result = await connection.execute(text("SELECT * FROM tasks"))
+        rows = [dict(row._mapping) for row in result]
+    return {str(row["id"]): row for row in rows}

@@ -6,9 +6,11 @@ after five executions (asyncpg prepares every statement)."""
 
 import itertools
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pytest
@@ -21,7 +23,7 @@ from tests.conftest import SECRET
 from todo_api.config import Settings
 from todo_api.db import create_engine
 from todo_api.tasks.repository import list_tasks_page, list_tasks_statement
-from todo_api.tasks.schemas import Order, Priority, SortField, Status, TaskListQuery
+from todo_api.tasks.schemas import DueFilter, Order, Priority, SortField, Status, TaskListQuery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
 
@@ -29,7 +31,7 @@ PREFIX = f"ixtest-{uuid.uuid4().hex[:8]}-"
 OWNER = f"{PREFIX}owner"
 OWNED_TASKS = 4000
 OTHER_USERS = 50
-OTHER_TASKS = 5000
+OTHER_TASKS = 20000
 
 SORT_INDEX: dict[SortField, str] = {
     "created": "ix_tasks_user_id_created_at_id",
@@ -38,6 +40,10 @@ SORT_INDEX: dict[SortField, str] = {
     "due_date": "ix_tasks_user_id_due_date_id",
     "priority": "ix_tasks_user_id_priority_id",
 }
+# "Now" for the due-date filters: inside the seeded due dates (all of 2026).
+NOW = datetime(2026, 7, 1, 12, tzinfo=UTC)
+# Tags on the owner's tasks: one on 1 % of them, one on a third, one on half.
+TAGS = {"rare": 100, "third": 3, "half": 2}
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
 SORTS = {"Sort", "Incremental Sort"}
 Plan = dict[str, Any]
@@ -53,17 +59,31 @@ class Shape:
     priority: Priority | None = None
     q: str | None = None
     after_first_page: bool = False
+    tag: list[str] = field(default_factory=list)
+    due: DueFilter | None = None
+    due_from: str | None = None
+    due_to: str | None = None
+    remind_before: str | None = None
+    tz: str | None = None
 
     def query(self, *, limit: int = 100, cursor: str | None = None) -> TaskListQuery:
-        return TaskListQuery(
-            sort=self.sort,
-            order=self.order,
-            status=self.status,
-            priority=self.priority,
-            q=self.q,
-            limit=limit,
-            cursor=cursor,
-        )
+        parameters = {
+            "sort": self.sort,
+            "order": self.order,
+            "status": self.status,
+            "priority": self.priority,
+            "q": self.q,
+            "limit": limit,
+            "cursor": cursor,
+            "tag": self.tag,
+            "due": self.due,
+            "due_from": self.due_from,
+            "due_to": self.due_to,
+            "remind_before": self.remind_before,
+            "tz": self.tz,
+        }
+        sent = {name: value for name, value in parameters.items() if value is not None}
+        return TaskListQuery.model_validate(sent)
 
 
 FILTERS: dict[str, dict[str, Any]] = {
@@ -83,7 +103,9 @@ SHAPES = [
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     """One user with thousands of tasks among 50 smaller users, analysed; removed afterwards."""
-    engine = create_engine(Settings(database_url=postgres_url, better_auth_secret=SECRET))
+    engine = create_engine(
+        Settings(database_url=postgres_url, better_auth_secret=SECRET, db_statement_timeout=0)
+    )
     names = {"owner": OWNER, "prefix": PREFIX}
     async with engine.begin() as connection:
         await connection.execute(
@@ -104,17 +126,48 @@ async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
                 "  g % 2 = 0, (ARRAY[NULL, 'low', 'medium', 'high'])[1 + g % 4], "
                 "  CASE WHEN g % 5 = 0 THEN NULL "
                 "       ELSE timestamptz '2026-01-01' + (g % 365) * interval '1 day' END, "
-                "  timestamptz '2025-01-01' + g * interval '1 minute', "
-                "  timestamptz '2025-01-01' + g * interval '1 minute' + (g % 17) * interval '1h' "
-                "FROM (SELECT CAST(:owner AS text) AS user_id, g "
+                "  timestamptz '2025-01-01' + minute * interval '1 minute', "
+                "  timestamptz '2025-01-01' + minute * interval '1 minute' "
+                "    + (g % 17) * interval '1h' "
+                "FROM (SELECT CAST(:owner AS text) AS user_id, g, g AS minute "
                 "      FROM generate_series(1, :owned) AS g "
                 "      UNION ALL "
-                "      SELECT CAST(:prefix AS text) || 'other-' || (1 + g % :users), g "
+                "      SELECT CAST(:prefix AS text) || 'other-' || (1 + g % :users), g, "
+                "        g * :owned / :others "  # the same span of time as the owner's
                 "      FROM generate_series(1, :others) AS g) AS rows"
             ),
             {**names, "owned": OWNED_TASKS, "users": OTHER_USERS, "others": OTHER_TASKS},
         )
+        await connection.execute(
+            text(
+                "UPDATE tasks SET remind_at = due_date - interval '1 hour' "
+                "WHERE starts_with(user_id, :prefix) AND due_date IS NOT NULL "
+                "AND extract(minute FROM created_at)::int % 4 = 1"
+            ),
+            {"prefix": PREFIX},
+        )
+        for tag, every in TAGS.items():
+            await connection.execute(
+                text(
+                    "INSERT INTO tags (user_id, key, name) "
+                    "SELECT id, :tag, :tag FROM users WHERE starts_with(id, :prefix)"
+                ),
+                {"tag": tag, "prefix": PREFIX},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO task_tags (task_id, user_id, key, created_at) "
+                    "SELECT id, user_id, :tag, created_at FROM ("
+                    "  SELECT id, user_id, created_at, "
+                    "    row_number() OVER (PARTITION BY user_id ORDER BY created_at) AS n "
+                    "  FROM tasks WHERE starts_with(user_id, :prefix)) AS numbered "
+                    "WHERE n % :every = 0"
+                ),
+                {"tag": tag, "prefix": PREFIX, "every": every},
+            )
         await connection.execute(text("ANALYZE tasks"))
+        await connection.execute(text("ANALYZE tags"))
+        await connection.execute(text("ANALYZE task_tags"))
         counts = await connection.execute(
             text(
                 "SELECT count(*) FILTER (WHERE user_id = :owner) AS owned, count(*) AS seeded "
@@ -136,17 +189,17 @@ async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _statement(engine: AsyncEngine, shape: Shape) -> SQLCompiler:
+async def _statement(engine: AsyncEngine, shape: Shape, first_page: int = 200) -> SQLCompiler:
     """The statement `GET /api/tasks` runs for this shape, compiled as the API's driver sees it."""
     cursor = None
     if shape.after_first_page:
         # A real cursor from the middle of the listing, as the Link header would carry it.
         async with engine.connect() as connection:
-            page = await list_tasks_page(connection, OWNER, shape.query(limit=200))
-        assert len(page.tasks) == 200
+            page = await list_tasks_page(connection, OWNER, shape.query(limit=first_page), NOW)
+        assert len(page.tasks) == first_page
         assert page.next_cursor is not None
         cursor = page.next_cursor
-    compiled = list_tasks_statement(OWNER, shape.query(cursor=cursor)).compile(
+    compiled = list_tasks_statement(OWNER, shape.query(cursor=cursor), NOW).compile(
         dialect=engine.dialect
     )
     assert isinstance(compiled, SQLCompiler)
@@ -235,3 +288,70 @@ async def test_listing_is_served_by_an_index(
         # The index of the sort key, read in the listing's order: nothing left to sort.
         assert [n["Index Name"] for n in scans] == [SORT_INDEX[shape.sort]], outline
         assert not [n for n in nodes if n["Node Type"] in SORTS], outline
+
+
+# SPEC §10's filters, alone, each with every sort: a tag (1 % of the tasks), two tags, a tag with
+# a status, each `due`, a due-date range in a time zone, pending reminders. Each names the
+# column its own index condition must mention when the planner reads the filter's index.
+NEW_FILTERS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "tag-rare": ({"tag": ["rare"]}, "key"),
+    "tag-two": ({"tag": ["Third", "HALF"]}, "key"),
+    "tag-pending": ({"tag": ["third"], "status": "pending"}, "key"),
+    "overdue": ({"due": "overdue"}, None),
+    "today": ({"due": "today"}, "due_date"),
+    "no-due-date": ({"due": "none"}, None),
+    "due-range": (
+        {"due_from": "2026-03-01", "due_to": "2026-04-01", "tz": "Europe/Berlin"},
+        "due_date",
+    ),
+    "remind-before": ({"remind_before": "2026-02-01T00:00:00"}, "remind_at"),
+}
+NEW_SHAPES = [
+    Shape(sort, order, name, after_first_page=after, **NEW_FILTERS[name][0])
+    for sort, order, name, after in itertools.product(
+        SORT_INDEX, ("asc", "desc"), NEW_FILTERS, (False, True)
+    )
+]
+# Indexes whose first column is the user: each reads only the caller's rows.
+USER_INDEXES = ("ix_tasks_", "ix_task_tags_")
+
+
+@pytest.mark.parametrize("kind", ["custom", "generic"])
+@pytest.mark.parametrize(
+    "shape",
+    NEW_SHAPES,
+    ids=lambda s: f"{s.sort}-{s.order}-{s.filter}-{'next' if s.after_first_page else 'first'}",
+)
+async def test_new_filters_are_served_by_an_index(
+    engine: AsyncEngine, shape: Shape, kind: PlanKind
+) -> None:
+    """No sequential scan; the rows come from an index on the caller's rows (a task found
+    through its tag row is then fetched by primary key); and for the default order, no sort
+    unless it sorts only what the filter's own index selected (a tag's tasks, a range of due
+    dates), never all of the user's tasks. The planner sorts those when it costs less than
+    reading in order: a rare tag's forty tasks, a day's dozen due dates."""
+    compiled = await _statement(engine, shape, first_page=5)  # `today` matches a dozen
+    plan = await _plan(engine, compiled, kind)
+    nodes = list(_nodes(plan))
+    outline = f"{kind} plan for {shape}:\n{_describe(plan)}\n{compiled}"
+
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], outline
+    scans = [n for n in nodes if n["Node Type"] in INDEX_SCANS]
+    assert scans, outline
+    for scan in scans:
+        condition = scan.get("Index Cond", "")
+        if scan["Index Name"] == "pk_tasks":
+            # A tagged task, by its id (the first tag's rows are `tagged`).
+            assert re.search(r"\b(tagged|task_tags)\.task_id\b", condition), outline
+        elif scan["Index Name"] == "pk_task_tags":
+            # Whether one of the user's tasks carries the tag.
+            assert "task_id = tasks.id" in condition, outline
+        else:
+            assert scan["Index Name"].startswith(USER_INDEXES), outline
+            assert "user_id" in condition, outline
+    if (shape.sort, shape.order) == ("created", "desc"):
+        column = NEW_FILTERS[shape.filter][1]
+        for sort in (n for n in nodes if n["Node Type"] in SORTS):
+            below = [n for n in _nodes(sort) if n["Node Type"] in INDEX_SCANS]
+            assert column is not None, outline
+            assert any(column in n.get("Index Cond", "") for n in below), outline
