@@ -20,6 +20,7 @@ from todo_api.auth.schemas import LoginRequest, SignupRequest
 from todo_api.config import Settings
 from todo_api.errors import ErrorResponse
 from todo_api.tasks.schemas import TaskCompletion, TaskCreate, TaskUpdate
+from todo_api.tasks.tags_router import TagRename
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "openapi.json"
 BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
@@ -40,6 +41,9 @@ ERRORS: dict[tuple[str, str], set[int]] = {
     ("post", "/api/auth/signup"): {400, 408, 409, 413, 415, 503},
     ("post", "/api/auth/login"): {400, 401, 408, 413, 415, 429, 503},
     ("get", "/api/auth/me"): {401, 503},
+    ("get", "/api/tags"): {401, 503},
+    ("patch", "/api/tags/{name}"): {400, 401, 404, 408, 413, 415, 503},
+    ("delete", "/api/tags/{name}"): {400, 401, 404, 503},
 }
 # Headers a successful answer carries besides X-Request-ID, which every answer carries.
 SUCCESS_HEADERS: dict[tuple[str, str, str], set[str]] = {
@@ -56,6 +60,7 @@ REQUEST_BODY_MODELS: list[type[BaseModel]] = [
     TaskCreate,
     TaskUpdate,
     TaskCompletion,
+    TagRename,
     SignupRequest,
     LoginRequest,
 ]
@@ -175,7 +180,7 @@ def test_task_routes_take_a_bearer_token(document: dict[str, Any]) -> None:
         "description": scheme["description"],
     }
     for method, path, operation in operations(document):
-        needs_token = path.startswith("/api/tasks") or path == "/api/auth/me"
+        needs_token = path.startswith(("/api/tasks", "/api/tags")) or path == "/api/auth/me"
         assert operation.get("security") == (BEARER if needs_token else None), (method, path)
 
 
@@ -230,7 +235,21 @@ def test_listing_parameters_have_their_values_and_defaults(document: dict[str, A
         parameter["name"]: parameter
         for parameter in document["paths"]["/api/tasks"]["get"]["parameters"]
     }
-    assert list(parameters) == ["status", "priority", "q", "sort", "order", "limit", "cursor"]
+    assert list(parameters) == [
+        "status",
+        "priority",
+        "q",
+        "sort",
+        "order",
+        "limit",
+        "cursor",
+        "tag",
+        "due",
+        "tz",
+        "due_from",
+        "due_to",
+        "remind_before",
+    ]
     schemas = {name: parameter["schema"] for name, parameter in parameters.items()}
     assert all(parameter["in"] == "query" for parameter in parameters.values())
     assert not any(parameter["required"] for parameter in parameters.values())
@@ -243,6 +262,14 @@ def test_listing_parameters_have_their_values_and_defaults(document: dict[str, A
     assert (schemas["limit"]["minimum"], schemas["limit"]["maximum"]) == (1, 1000)
     assert schemas["limit"]["default"] == 100
     assert schemas["q"]["type"] == schemas["cursor"]["type"] == "string"
+    assert schemas["tag"]["type"] == "array"
+    assert schemas["tag"]["items"]["maxLength"] == 50
+    assert schemas["due"]["enum"] == ["overdue", "today", "none"]
+    assert schemas["tz"]["default"] == "UTC"
+    for moment in ("due_from", "due_to", "remind_before"):
+        # A date or a date-time, read in `tz`: no JSON Schema format says that.
+        assert (schemas[moment]["type"], schemas[moment]["maxLength"]) == ("string", 64)
+        assert "format" not in schemas[moment]
     for name, parameter in parameters.items():
         assert parameter["description"], name
         assert "null" not in json.dumps(parameter["schema"]), name  # absent, never null
