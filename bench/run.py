@@ -136,7 +136,7 @@ async def _seed(url: str, options: Options, factory: TaskFactory) -> Seeded:
     try:
         users = await seed_users(connection, factory, counts)
         # Hint bits and visibility map set, statistics fresh: a database in steady state.
-        await connection.execute("VACUUM (ANALYZE) users, tasks")
+        await connection.execute("VACUUM (ANALYZE) users, tasks, tags, task_tags")
         callers = users[: options.users]
         ids = await task_ids_by_user(connection, [user.id for user in callers])
     finally:

@@ -1,4 +1,10 @@
-"""Realistic rows for the benchmark, generated from a seed and loaded with COPY."""
+"""Realistic rows for the benchmark, generated from a seed and loaded with COPY.
+
+Tasks carry what the API would have stored for them: `completed_at` on the completed ones (their
+last change, as migration 0002 estimates it), no recurrence, time zone or reminder, and on one
+task in every TAG_EVERY of each user the tag TAG_NAME, in `tasks.tags` and in the tag tables
+(`tags`, `task_tags`), so that a tag filter has 1 % of a user's tasks to find.
+"""
 
 import random
 import uuid
@@ -53,9 +59,16 @@ PRIORITIES = ("low", "medium", "high", None)
 HISTORY = timedelta(days=180)
 TASK_COLUMNS = (
     "id", "user_id", "title", "description", "completed", "priority", "due_date",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "completed_at", "tags",
 )  # fmt: skip
 USER_COLUMNS = ("id", "email", "name", "password_hash", "created_at", "updated_at")
+TAG_COLUMNS = ("user_id", "key", "name")
+TASK_TAG_COLUMNS = ("task_id", "user_id", "key", "created_at")
+# The one seeded tag, on every TAG_EVERY-th task a user has (the first included): 1 %. Which
+# tasks those are is random all the same, for their creation times are.
+TAG_NAME = "Errands"
+TAG_KEY = TAG_NAME.casefold()  # as the API keys a tag (tag_key)
+TAG_EVERY = 100
 COPY_BATCH = 20_000
 
 
@@ -94,20 +107,27 @@ class TaskFactory:
             return None
         return self._now + timedelta(days=self._rng.uniform(-30, 120))
 
-    def task(self, user_id: str) -> tuple[Any, ...]:
+    def task(self, user_id: str, tags: list[str]) -> tuple[Any, ...]:
+        """A row in TASK_COLUMNS' order. `tags` take no random draw, so the rest of the data do
+        not depend on which tasks carry one."""
         rng = self._rng
         created = self._now - HISTORY * rng.random()
         updated = created + (self._now - created) * rng.random() ** 3
+        task_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        title, description = self.title(), self.description()
+        completed = rng.random() < 0.5
         return (
-            uuid.UUID(int=rng.getrandbits(128), version=4),
+            task_id,
             user_id,
-            self.title(),
-            self.description(),
-            rng.random() < 0.5,
+            title,
+            description,
+            completed,
             rng.choice(PRIORITIES),
             self.due_date(),
             created,
             updated,
+            updated if completed else None,  # completed_at: when it last changed
+            tags,
         )
 
     def create_body(self) -> dict[str, Any]:
@@ -137,8 +157,9 @@ class TaskFactory:
 async def seed_users(
     connection: asyncpg.Connection, factory: TaskFactory, task_counts: list[int]
 ) -> list[SeededUser]:
-    """Insert one user per entry of `task_counts`, then that many tasks each (users first, for
-    the foreign key). Returns the users in the order of `task_counts`."""
+    """Insert one user per entry of `task_counts`, then that many tasks each, and the seeded
+    tag (users first, then their tags, tasks, and which task carries which, for the foreign
+    keys). Returns the users in the order of `task_counts`."""
     now = datetime.now(UTC)
     users = [SeededUser(factory.user_id(), count) for count in task_counts]
     await connection.copy_records_to_table(
@@ -149,21 +170,34 @@ async def seed_users(
             for index, user in enumerate(users)
         ],
     )
+    await connection.copy_records_to_table(
+        "tags",
+        columns=TAG_COLUMNS,
+        records=[(user.id, TAG_KEY, TAG_NAME) for user in users if user.task_count],
+    )
     batch: list[tuple[Any, ...]] = []
+    task_tags: list[tuple[Any, ...]] = []
     for record in _tasks(factory, users):
         batch.append(record)
+        task = dict(zip(TASK_COLUMNS, record, strict=True))
+        task_tags.extend(
+            (task["id"], task["user_id"], tag.casefold(), task["created_at"])
+            for tag in task["tags"]
+        )
         if len(batch) >= COPY_BATCH:
             await connection.copy_records_to_table("tasks", columns=TASK_COLUMNS, records=batch)
             batch = []
     if batch:
         await connection.copy_records_to_table("tasks", columns=TASK_COLUMNS, records=batch)
+    await connection.copy_records_to_table("task_tags", columns=TASK_TAG_COLUMNS, records=task_tags)
     return users
 
 
 def _tasks(factory: TaskFactory, users: list[SeededUser]) -> Iterator[tuple[Any, ...]]:
     for user in users:
-        for _ in range(user.task_count):
-            yield factory.task(user.id)
+        for index in range(user.task_count):
+            tags = [TAG_NAME] if index % TAG_EVERY == 0 else []
+            yield factory.task(user.id, tags)
 
 
 async def task_ids_by_user(

@@ -1,12 +1,12 @@
 """Database plumbing: URL normalisation, the engine and its pool, shared column types."""
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Dialect, MetaData, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
@@ -21,7 +21,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProx
 from sqlalchemy.types import TypeDecorator
 
 from todo_api.config import Settings
-from todo_api.errors import DatabaseTimedOut, DatabaseUnavailable
+from todo_api.errors import ConcurrentChange, DatabaseTimedOut, DatabaseUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,6 +41,8 @@ _LIBPQ_ONLY_OPTIONS = {"sslmode", "channel_binding", "gssencmode", "target_sessi
 # connections. Class 08 (connection exception) is matched by its prefix.
 _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}
 _SERVER_FULL = {"53300"}
+# Deadlock detected, serialization failure: the transaction was rolled back and may be retried.
+_RETRYABLE = {"40P01", "40001"}
 _QUERY_CANCELED = "57014"
 
 # When the connection being handed out in this task must be there: waiting for a free one
@@ -104,6 +106,31 @@ async def transaction(connection: AsyncConnection) -> AsyncIterator[None]:
             yield
     finally:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+_T = TypeVar("_T")
+TRANSACTION_ATTEMPTS = 3
+
+
+async def in_transaction(connection: AsyncConnection, work: Callable[[], Awaitable[_T]]) -> _T:
+    """`work()` in one transaction, run again (up to three times in all) if PostgreSQL broke a
+    deadlock by rolling it back: writes that lock rows in different orders (a tag rename and
+    a change of the same task's tags) can wait on each other, and the loser's request should
+    not fail for it. Behind a transaction pooler the request's own transaction is lost with
+    it, so there the request answers 503 at once."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            async with transaction(connection):
+                return await work()
+        except ConcurrentChange:
+            if attempt == TRANSACTION_ATTEMPTS or not _autocommit(connection):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _autocommit(connection: AsyncConnection) -> bool:
+    sync = connection.sync_connection
+    return sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def normalise_database_url(raw: str) -> URL:
@@ -267,6 +294,8 @@ def _translate_unavailability(engine: AsyncEngine) -> None:
         sqlstate = getattr(error, "sqlstate", None) or ""
         if isinstance(error, TimeoutError) or sqlstate == _QUERY_CANCELED:
             return DatabaseTimedOut()
+        if sqlstate in _RETRYABLE:
+            return ConcurrentChange()
         if sqlstate in _SERVER_GOING_AWAY or sqlstate.startswith("08"):
             context.is_disconnect = True
         if context.is_disconnect or sqlstate in _SERVER_FULL:

@@ -155,6 +155,13 @@ class DatabaseTimedOut(ServiceUnavailable):
     detail = "The database took too long to answer; try again shortly."
 
 
+class ConcurrentChange(ServiceUnavailable):
+    """Concurrent transactions waited on each other (a deadlock PostgreSQL broke by cancelling
+    this one) and retrying did not get through either: nothing of this request was written."""
+
+    detail = "The change collided with others made at the same moment; try again shortly."
+
+
 class DatabaseBusy(ServiceUnavailable):
     """No pooled connection became free within `DB_POOL_TIMEOUT`."""
 

@@ -361,17 +361,20 @@ async def test_foreign_user_id_is_403_for_list_create_and_stats(
     ("method", "rest"),
     [("POST", ""), ("PUT", f"/{MISSING_ID}"), ("PATCH", "/not-a-uuid/complete")],
 )
-async def test_foreign_user_id_is_403_even_with_a_body_that_is_not_json(
+async def test_foreign_user_id_with_a_body_that_is_not_json_is_a_400_and_writes_nothing(
     client: AsyncClient, db: DatabaseProbe, method: str, rest: str
 ) -> None:
-    """ "Checked before anything else": the body is not looked at either."""
+    """The one exception to "checked before anything else" (README, Decisions): FastAPI parses
+    the body before any dependency runs, so a body that is not JSON at all is a 400 there.
+    Nothing is written, and nothing about the other user is revealed."""
     response = await client.request(
         method,
         f"{_compat('bob')}{rest}",
         content=b'{"title": ',
         headers={**auth("alice"), "Content-Type": "application/json"},
     )
-    await _forbidden(response)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Request body is not valid JSON."}
     assert await db.count_tasks() == 0
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from todo_api.db import UTCDateTime, transaction, utcnow
+from todo_api.db import UTCDateTime, in_transaction, utcnow
 from todo_api.errors import BadRequest, InvalidField, NotPermitted, PreconditionFailed, TaskNotFound
 from todo_api.pagination import INVALID_CURSOR, decode_cursor, encode_cursor
 from todo_api.tasks import tags
@@ -343,11 +343,14 @@ async def create_task(connection: AsyncConnection, user_id: str, fields: dict[st
     }
     if not values.get("tags"):
         return await _insert(connection, {**values, "tags": []})
-    async with transaction(connection):
-        values["tags"] = await tags.spell(connection, user_id, values["tags"])
-        task = await _insert(connection, values)
+
+    async def insert_with_tags() -> TaskRow:
+        spelled = await tags.spell(connection, user_id, values["tags"])
+        task = await _insert(connection, {**values, "tags": spelled})
         await tags.attach(connection, user_id, task.id, now, task.tags)
-    return task
+        return task
+
+    return await in_transaction(connection, insert_with_tags)
 
 
 async def _insert(connection: AsyncConnection, values: dict[str, Any]) -> TaskRow:
@@ -380,16 +383,18 @@ async def update_task(
         completed = literal(changes["completed"])
         values["completed_at"] = case(
             (columns.completed == completed, columns.completed_at),
-            (completed, now),
+            (completed, literal(now, UTCDateTime())),
             else_=None,
         )
     update_statement = sql_update(tasks_table).where(*_OWNED, *version).returning(*tasks_table.c)
     if not changes.keys() & _CHANGES_WITH_CONSEQUENCES:
         return await _one_owned(connection, update_statement.values(values), user_id, task_id)
-    async with transaction(connection):
+
+    async def update_with_consequences() -> TaskRow:
+        spelled = dict(values)
         if "tags" in changes:  # a write first: on SQLite, the transaction begins there
-            values["tags"] = await tags.spell(connection, user_id, changes["tags"])
-        task = await _one_owned(connection, update_statement.values(values), user_id, task_id)
+            spelled["tags"] = await tags.spell(connection, user_id, changes["tags"])
+        task = await _one_owned(connection, update_statement.values(spelled), user_id, task_id)
         if task.recurrence is not None and task.due_date is None:
             raise InvalidField(
                 "recurrence" if "recurrence" in changes else "due_date", NEEDS_DUE_DATE
@@ -399,6 +404,8 @@ async def update_task(
                 connection, user_id, task.id, task.created_at, task.tags, replace=True
             )
         return await _spawn_next_occurrence(connection, task, now)
+
+    return await in_transaction(connection, update_with_consequences)
 
 
 _CHANGES_WITH_CONSEQUENCES = {"tags", "completed", "recurrence", "due_date"}
@@ -420,10 +427,12 @@ async def set_completed(
     task = (await connection.execute(simple, {**owned, **params})).first()
     if task is not None:
         return task
-    # Recurring, someone else's, or missing.
-    async with transaction(connection):
+
+    async def complete_and_spawn() -> TaskRow:  # recurring, someone else's, or missing
         task = await _one_owned(connection, any_task, user_id, task_id, **params)
         return await _spawn_next_occurrence(connection, task, now)
+
+    return await in_transaction(connection, complete_and_spawn)
 
 
 async def _spawn_next_occurrence(

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, delete, func, select, update
+from sqlalchemy import Insert, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from todo_api.db import transaction, utcnow
+from todo_api.db import in_transaction, utcnow
 from todo_api.errors import TagNotFound
 from todo_api.tasks.models import tags_table, task_tags_table, tasks_table
 from todo_api.tasks.schemas import tag_key
@@ -31,11 +31,17 @@ class TagCount:
     count: int
 
 
-def _upsert(connection: AsyncConnection, rows: list[dict[str, Any]], *, rename: bool) -> Insert:
-    """Insert the user's tags that are new; `rename`: also respell those that exist."""
+def _upsert(
+    connection: AsyncConnection, rows: list[dict[str, Any]], *, respell: str | None = None
+) -> Insert:
+    """Insert the user's tags that are new, in key order; the one keyed `respell` also takes
+    the spelling given if it exists."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    rows = sorted(rows, key=lambda row: row["key"])
     statement = dialect.insert(tags_table).values(rows)
-    spelling = statement.excluded.name if rename else tags.name
+    spelling: Any = tags.name
+    if respell is not None:
+        spelling = case((tags.key == respell, statement.excluded.name), else_=tags.name)
     # A no-op update rather than DO NOTHING, so that RETURNING names every row, old or new.
     upsert: Insert = statement.on_conflict_do_update(
         index_elements=[tags.user_id, tags.key], set_={"name": spelling}
@@ -55,7 +61,7 @@ async def spell(connection: AsyncConnection, user_id: str, names: list[str]) -> 
         ({"user_id": user_id, "key": tag_key(name), "name": name} for name in names),
         key=lambda row: row["key"],
     )
-    result = await connection.execute(_upsert(connection, rows, rename=False))
+    result = await connection.execute(_upsert(connection, rows))
     spelled: dict[str, str] = {row.key: row.name for row in result}
     return [spelled[row["key"]] for row in rows]
 
@@ -109,15 +115,18 @@ async def rename_tag(
     """Rename a tag on all the caller's tasks, merging it into `new_name` if that exists; the
     merged tag is spelled `new_name`. No task carries `old_name` → 404."""
     old, new = tag_key(old_name), tag_key(new_name)
-    async with transaction(connection):
-        # The write first: on SQLite, that is where the transaction begins.
-        row = {"user_id": user_id, "key": new, "name": new_name}
-        await connection.execute(_upsert(connection, [row], rename=True))
-        carriers = await _carriers(connection, user_id, old)
-        if not carriers:
-            raise TagNotFound()
+
+    async def rename() -> TagCount:
+        # Both tags' rows first (created if missing, a write: on SQLite the transaction begins
+        # there), then the tasks, then their tag rows: the order every tag write takes.
+        rows = [{"user_id": user_id, "key": old, "name": old_name}] if old != new else []
+        rows.append({"user_id": user_id, "key": new, "name": new_name})
+        await connection.execute(_upsert(connection, rows, respell=new))
+        await _lock_tags(connection, user_id, {old, new})
+        if not await _carriers(connection, user_id, {old}):
+            raise TagNotFound()  # and the rows just made for it are rolled back
         # The tasks that already carried the tag merged into take its new spelling too.
-        carriers = list({*carriers, *await _carriers(connection, user_id, new)})
+        carriers = await _lock_tasks(connection, user_id, {old, new})
         if new != old:
             also_new = select(task_tags.task_id).where(
                 task_tags.user_id == user_id, task_tags.key == new
@@ -141,30 +150,69 @@ async def rename_tag(
         count = await connection.scalar(
             select(func.count()).where(task_tags.user_id == user_id, task_tags.key == new)
         )
-    return TagCount(new_name, int(count or 0))
+        return TagCount(new_name, int(count or 0))
+
+    return await in_transaction(connection, rename)
 
 
 async def delete_tag(connection: AsyncConnection, user_id: str, name: str) -> None:
     """Remove a tag from all the caller's tasks. No task carries it → 404."""
     key = tag_key(name)
-    async with transaction(connection):
-        removed = await connection.execute(
-            delete(task_tags_table)
-            .where(task_tags.user_id == user_id, task_tags.key == key)
-            .returning(task_tags.task_id)
+
+    async def remove() -> None:
+        touched = await connection.execute(  # a write first, as in `rename_tag`
+            update(tags_table)
+            .where(tags.user_id == user_id, tags.key == key)
+            .values(name=tags.name)
+            .returning(tags.key)
         )
-        carriers = list(removed.scalars())
+        if touched.first() is None:
+            raise TagNotFound()
+        await _lock_tags(connection, user_id, {key})
+        carriers = await _lock_tasks(connection, user_id, {key})
         if not carriers:
             raise TagNotFound()
+        # Its task_tags rows go with it (ON DELETE CASCADE).
         await connection.execute(delete(tags_table).where(tags.user_id == user_id, tags.key == key))
         await _respell_tasks(connection, user_id, carriers, drop={key}, add=None)
 
+    await in_transaction(connection, remove)
 
-async def _carriers(connection: AsyncConnection, user_id: str, key: str) -> list[uuid.UUID]:
+
+async def _carriers(connection: AsyncConnection, user_id: str, keys: set[str]) -> list[uuid.UUID]:
     result = await connection.execute(
-        select(task_tags.task_id).where(task_tags.user_id == user_id, task_tags.key == key)
+        select(task_tags.task_id).where(task_tags.user_id == user_id, task_tags.key.in_(keys))
     )
     return list(result.scalars())
+
+
+async def _lock_tags(connection: AsyncConnection, user_id: str, keys: set[str]) -> None:
+    """Hold these tags' rows until commit, strongly enough that no task can gain them
+    meanwhile (adding a tag to a task checks its row): the list of their carriers stays
+    true. A no-op on SQLite, where the first write already holds the whole database."""
+    await connection.execute(
+        select(tags.key)
+        .where(tags.user_id == user_id, tags.key.in_(keys))
+        .order_by(tags.key)
+        .with_for_update()
+    )
+
+
+async def _lock_tasks(
+    connection: AsyncConnection, user_id: str, keys: set[str]
+) -> list[tuple[uuid.UUID, list[str]]]:
+    """The caller's tasks carrying any of these tags, with their tag lists, held until commit
+    (in id order) so that nothing changes their lists between this read and the rewrite."""
+    carriers = select(task_tags.task_id).where(
+        task_tags.user_id == user_id, task_tags.key.in_(keys)
+    )
+    result = await connection.execute(
+        select(tasks_table.c.id, tasks_table.c.tags)
+        .where(tasks_table.c.user_id == user_id, tasks_table.c.id.in_(carriers.scalar_subquery()))
+        .order_by(tasks_table.c.id)
+        .with_for_update()
+    )
+    return [(task_id, list(names)) for task_id, names in result]
 
 
 _RESPELL = (
@@ -177,23 +225,19 @@ _RESPELL = (
 async def _respell_tasks(
     connection: AsyncConnection,
     user_id: str,
-    task_ids: list[uuid.UUID],
+    carriers: list[tuple[uuid.UUID, list[str]]],
     *,
     drop: set[str],
     add: str | None,
 ) -> None:
-    """Rewrite the tasks' own tag lists: without the tags keyed in `drop`, with `add`. Their
-    JSON changed, so their version (`updated_at`, the ETag) moves too."""
-    rows = await connection.execute(
-        select(tasks_table.c.id, tasks_table.c.tags).where(
-            tasks_table.c.user_id == user_id, tasks_table.c.id.in_(task_ids)
-        )
-    )
+    """Rewrite the carriers' own tag lists: without the tags keyed in `drop`, and with `add`
+    where they had one of those. Their JSON changed, so their version (`updated_at`, the
+    ETag) moves too."""
     now = utcnow()
     changes = []
-    for task_id, names in rows:
+    for task_id, names in carriers:
         kept = {tag_key(name): name for name in names if tag_key(name) not in drop}
-        if add is not None:
+        if add is not None and len(kept) < len(names):
             kept[tag_key(add)] = add
         changes.append(
             {
