@@ -394,6 +394,8 @@ async def update_task(
         spelled = dict(values)
         if "tags" in changes:  # a write first: on SQLite, the transaction begins there
             spelled["tags"] = await tags.spell(connection, user_id, changes["tags"])
+        elif "completed" in changes:  # it may copy its tags to a next occurrence
+            await tags.hold_tags_of(connection, user_id, task_id)
         task = await _one_owned(connection, update_statement.values(spelled), user_id, task_id)
         if task.recurrence is not None and task.due_date is None:
             raise InvalidField(
@@ -429,6 +431,7 @@ async def set_completed(
         return task
 
     async def complete_and_spawn() -> TaskRow:  # recurring, someone else's, or missing
+        await tags.hold_tags_of(connection, user_id, task_id)
         task = await _one_owned(connection, any_task, user_id, task_id, **params)
         return await _spawn_next_occurrence(connection, task, now)
 

@@ -123,10 +123,11 @@ async def rename_tag(
         rows.append({"user_id": user_id, "key": new, "name": new_name})
         await connection.execute(_upsert(connection, rows, respell=new))
         await _lock_tags(connection, user_id, {old, new})
-        if not await _carriers(connection, user_id, {old}):
-            raise TagNotFound()  # and the rows just made for it are rolled back
         # The tasks that already carried the tag merged into take its new spelling too.
         carriers = await _lock_tasks(connection, user_id, {old, new})
+        # Asked only now that its carriers are held: one may have dropped the tag meanwhile.
+        if not await _carriers(connection, user_id, {old}):
+            raise TagNotFound()  # and the rows just made for it are rolled back
         if new != old:
             also_new = select(task_tags.task_id).where(
                 task_tags.user_id == user_id, task_tags.key == new
@@ -177,6 +178,19 @@ async def delete_tag(connection: AsyncConnection, user_id: str, name: str) -> No
         await _respell_tasks(connection, user_id, carriers, drop={key}, add=None)
 
     await in_transaction(connection, remove)
+
+
+async def hold_tags_of(connection: AsyncConnection, user_id: str, task_id: uuid.UUID) -> None:
+    """Take a share of the task's tags' rows (in key order) before its own row is locked: a
+    write that copies the task's tags (completing a recurring task) then locks in the same
+    order as a rename or delete of one of them, tags before tasks, and cannot deadlock with it."""
+    await connection.execute(
+        select(tags.key)
+        .join(task_tags_table, (task_tags.user_id == tags.user_id) & (task_tags.key == tags.key))
+        .where(task_tags.task_id == task_id, tags.user_id == user_id)
+        .order_by(tags.key)
+        .with_for_update(read=True, key_share=True, of=tags_table)
+    )
 
 
 async def _carriers(connection: AsyncConnection, user_id: str, keys: set[str]) -> list[uuid.UUID]:
