@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -438,6 +438,18 @@ async def set_completed(
     return await in_transaction(connection, complete_and_spawn)
 
 
+def _moved(remind_at: datetime | None, shift: timedelta) -> datetime | None:
+    """The successor's reminder: as far from its due date as this one's was. One that would
+    fall past the year 9998 (where due dates end) is dropped, not wrapped or refused."""
+    if remind_at is None:
+        return None
+    try:
+        moved = remind_at + shift
+    except OverflowError:
+        return None
+    return moved if moved.year < 9999 else None
+
+
 async def _spawn_next_occurrence(
     connection: AsyncConnection, task: TaskRow, now: datetime
 ) -> TaskRow:
@@ -471,7 +483,7 @@ async def _spawn_next_occurrence(
             "recurrence": following.rule,
             "time_zone": task.time_zone,
             "due_date": following.due_date,
-            "remind_at": None if task.remind_at is None else task.remind_at + shift,
+            "remind_at": _moved(task.remind_at, shift),
             "completed": False,
             "previous_occurrence_id": task.id,
             "created_at": now,

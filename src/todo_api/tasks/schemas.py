@@ -336,7 +336,7 @@ class TaskStats(BaseModel):
 
 class TaskListQuery(InputModel):
     """Query parameters of `GET /api/tasks`. An empty value (`priority=`) means "not given",
-    as forms send it."""
+    as forms send it; but `tag=` is a tag, and an empty one is no valid tag (400)."""
 
     # `SkipJsonSchema[None]`: a query parameter is a value or absent, never null, so the
     # document offers only the values (Swagger UI then shows a choice, not a text box).
