@@ -4,7 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from todo_api import health, metrics
@@ -61,15 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs_router)
-    app.include_router(tasks.router, prefix=tasks.PREFIX)
-    app.include_router(tags_router)
-    # The same routes again, documented once in the `tasks` tag's description.
-    app.include_router(
-        tasks.router,
-        prefix=tasks.COMPATIBLE_PREFIX,
-        dependencies=[Depends(tasks.path_names_caller)],
-        include_in_schema=False,
-    )
+    app.include_router(tasks.router)
+    app.include_router(tags_router)  # before `/api/{user_id}/tasks`, which would match it
+    app.include_router(tasks.compatible_router())
     if settings.accounts_active:
         app.include_router(accounts_router)
     if settings.metrics_enabled:

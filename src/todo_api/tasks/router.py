@@ -1,13 +1,14 @@
 """`/api/tasks`: each route takes validated input, calls the repository, returns a schema.
 
-The app mounts this router twice: at `/api/tasks`, and at `/api/{user_id}/tasks` for the
+`compatible_router()` serves the same route functions at `/api/{user_id}/tasks` for the
 frontends that call that path, where `path_names_caller` first checks the `user_id`.
 """
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 
 from todo_api.auth.dependencies import CurrentUser
@@ -51,7 +52,7 @@ TASK_PATH = "/{task_id:task_id}"
 
 PREFIX = "/api/tasks"
 COMPATIBLE_PREFIX = "/api/{user_id}/tasks"
-router = APIRouter(tags=["tasks"], responses=error_responses(401, 503))
+router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=error_responses(401, 503))
 # A malformed task id is a 400, like a malformed body.
 ONE_TASK_ERRORS = error_responses(400, 403, 404)
 BODY_ERRORS = error_responses(400, 408, 413, 415)
@@ -224,3 +225,26 @@ async def complete_task(
     completed = None if body is None else body.completed
     task = await repository.set_completed(db, user.id, task_id, completed)
     return _with_etag(response, task)
+
+
+def compatible_router() -> APIRouter:
+    """Every route above again under `/api/{user_id}/tasks`, the same functions behind a check
+    of the path's user id; documented once, in the `tasks` tag's description, rather than as
+    a copy of each operation. (Not `include_router` with a prefix: FastAPI would then name
+    each route by its path without the prefix, in logs and metrics.)"""
+    compatible = APIRouter(
+        prefix=COMPATIBLE_PREFIX,
+        dependencies=[Depends(path_names_caller)],
+        include_in_schema=False,
+    )
+    for route in router.routes:
+        assert isinstance(route, APIRoute)
+        compatible.add_api_route(
+            route.path.removeprefix(PREFIX),
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            response_model=route.response_model,
+            status_code=route.status_code,
+            name=route.name,
+        )
+    return compatible
