@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean openapi chromium
+.PHONY: install run test test-fuzz lint format lock clean openapi chromium
 
 install: $(INSTALLED)
 
@@ -43,8 +43,13 @@ chromium:
 			"(it fails under CI=true); install it with: sudo apt-get install -y chromium"; \
 	}
 
-test: install $(BETTER_AUTH) chromium  ## the whole suite: SQLite always, PostgreSQL when reachable (required under CI=true)
-	$(BIN)/pytest
+test: install $(BETTER_AUTH) chromium  ## the suite: SQLite always, PostgreSQL when reachable (required under CI=true)
+	$(BIN)/pytest -m "not fuzz"
+
+# The hostile-input properties and Schemathesis over the whole API: a few thousand generated
+# requests per database, about five minutes, so apart from `make test`; CI runs both.
+test-fuzz: install
+	$(BIN)/pytest -m fuzz
 
 # openapi.json is the contract, checked in so that a change to it shows up in review; the
 # tests fail when it differs from the app's document. It describes the default set-up (a

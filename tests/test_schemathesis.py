@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import SECRET, environment_without_settings
 from tests.processes import issue_token, running_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")

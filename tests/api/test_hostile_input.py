@@ -56,6 +56,7 @@ from todo_api.text import trim
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.fuzz,  # make test-fuzz
     # A failing 10 KB example makes Hypothesis warn about the size of its report.
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),
 ]
