@@ -41,6 +41,7 @@ MAX_DESCRIPTION = 1000
 MAX_TAG = 50
 MAX_TAGS = 20
 MAX_TAG_FILTERS = 20
+MAX_MOMENT = 64  # characters of a date or date-time in a query
 
 
 def _trimmed_title(value: Any) -> Any:
@@ -186,7 +187,6 @@ def _local_moment(value: str, zone: ZoneInfo) -> datetime:
     return parsed
 
 
-MAX_MOMENT = 64
 # A query value read in `tz`, so the document says only "a string": it may be a date.
 LocalMoment = Annotated[datetime, WithJsonSchema({"type": "string", "maxLength": MAX_MOMENT})]
 
