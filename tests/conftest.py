@@ -2,6 +2,7 @@
 probe that reads the database directly so tests can assert what was (not) written."""
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -220,6 +221,34 @@ def auth(sub: str = "alice", **claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(sub, **claims)}"}
 
 
+# Every field of a task as the API answers it (SPEC §6 and §10).
+TASK_FIELDS = {
+    "id",
+    "user_id",
+    "title",
+    "description",
+    "completed",
+    "priority",
+    "due_date",
+    "tags",
+    "recurrence",
+    "time_zone",
+    "remind_at",
+    "completed_at",
+    "next_occurrence_id",
+    "created_at",
+    "updated_at",
+}
+
+
+def stored_tags(value: Any) -> list[str]:
+    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    assert isinstance(value, list), value
+    return [str(name) for name in value]
+
+
 @dataclass
 class DatabaseProbe:
     """Reads rows straight from the database, bypassing the API under test."""
@@ -231,12 +260,14 @@ class DatabaseProbe:
             result = await connection.execute(text(sql), params)
             return [dict(row._mapping) for row in result]
 
+    def task_key(self, task_id: str) -> Any:
+        """A task id as a raw SQL parameter: SQLite stores UUIDs as 32 hex digits,
+        PostgreSQL as uuid."""
+        key = uuid.UUID(task_id)
+        return key.hex if self.engine.dialect.name == "sqlite" else key
+
     async def task(self, task_id: str) -> dict[str, Any] | None:
-        # SQLite stores UUIDs as 32 hex digits; PostgreSQL as uuid.
-        key: Any = uuid.UUID(task_id)
-        if self.engine.dialect.name == "sqlite":
-            key = key.hex
-        rows = await self.rows("SELECT * FROM tasks WHERE id = :id", id=key)
+        rows = await self.rows("SELECT * FROM tasks WHERE id = :id", id=self.task_key(task_id))
         return rows[0] if rows else None
 
     async def count_tasks(self, user_id: str | None = None) -> int:

@@ -1,6 +1,5 @@
 """The migrations build exactly the schema the models describe, and run both ways."""
 
-import json
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
-from tests.conftest import SECRET
+from tests.conftest import SECRET, stored_tags
 from todo_api.config import Settings
 from todo_api.db import Base, UTCDateTime, create_engine
 from todo_api.migrations import alembic_config, upgrade_to_head
@@ -147,13 +146,6 @@ _INSERT_TASK = text(
 )
 
 
-def _tag_list(value: Any) -> list[Any]:
-    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
-    parsed = json.loads(value) if isinstance(value, str) else value
-    assert isinstance(parsed, list), value
-    return parsed
-
-
 async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) -> None:
     created = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     done_at = datetime(2026, 1, 3, 4, 5, 6, 654321, tzinfo=UTC)
@@ -199,7 +191,7 @@ async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) ->
     assert set(after) == set(before) == {stored(pending_id), stored(done_id)}
     for stored_id, row in after.items():
         assert {key: row[key] for key in COLUMNS_0001} == before[stored_id]
-        assert _tag_list(row["tags"]) == []
+        assert stored_tags(row["tags"]) == []
         for column in ("recurrence", "time_zone", "remind_at", "next_occurrence_id"):
             assert row[column] is None, column
         assert row["previous_occurrence_id"] is None
@@ -231,7 +223,7 @@ async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) ->
     assert set(again) == set(before)
     assert again[stored(done_id)]["completed_at"] == again[stored(done_id)]["updated_at"]
     assert again[stored(pending_id)]["completed_at"] is None
-    assert _tag_list(again[stored(pending_id)]["tags"]) == []
+    assert stored_tags(again[stored(pending_id)]["tags"]) == []
 
 
 async def _raw_tasks(engine: AsyncEngine) -> dict[str, dict[str, Any]]:

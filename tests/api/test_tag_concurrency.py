@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 from httpx import AsyncClient, Response
 
-from tests.conftest import DatabaseProbe, asyncpg_dsn, auth
+from tests.conftest import DatabaseProbe, asyncpg_dsn, auth, stored_tags
 
 USER = "alice"
 BYSTANDER = "bob"
@@ -70,14 +70,6 @@ def key(name: str) -> str:
 
 def keys_of(names: list[str]) -> set[str]:
     return {key(name) for name in names}
-
-
-def _tag_list(value: Any) -> list[str]:
-    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
-    if isinstance(value, str):
-        value = json.loads(value)
-    assert isinstance(value, list), value
-    return [str(name) for name in value]
 
 
 def _id(value: Any) -> str:
@@ -282,7 +274,7 @@ async def store_problems(client: AsyncClient, db: DatabaseProbe, user: str) -> l
     """Every way the three stores of `user`'s tags, and the API's answers, disagree."""
     problems: list[str] = []
     tasks = {
-        _id(row["id"]): (_tag_list(row["tags"]), row["created_at"])
+        _id(row["id"]): (stored_tags(row["tags"]), row["created_at"])
         for row in await db.rows(
             "SELECT id, tags, created_at FROM tasks WHERE user_id = :u", u=user
         )

@@ -2,7 +2,6 @@
 one user's tags never reach, show or change another's."""
 
 import json
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -10,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import DatabaseProbe, TaskFactory, auth
+from tests.conftest import DatabaseProbe, TaskFactory, auth, stored_tags
 
 NOT_FOUND = {"detail": "Tag not found"}
 JSON = {"Content-Type": "application/json"}
@@ -22,28 +21,15 @@ def _parse(ts: str) -> datetime:
     return parsed
 
 
-def _tag_list(value: Any) -> list[str]:
-    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
-    if isinstance(value, str):
-        value = json.loads(value)
-    assert isinstance(value, list), value
-    return [str(name) for name in value]
-
-
-def _db_id(db: DatabaseProbe, task_id: str) -> Any:
-    key = uuid.UUID(task_id)
-    return key.hex if db.engine.dialect.name == "sqlite" else key
-
-
 async def _row_tags(db: DatabaseProbe, task_id: str) -> list[str]:
     row = await db.task(task_id)
     assert row is not None, task_id
-    return _tag_list(row["tags"])
+    return stored_tags(row["tags"])
 
 
 async def _task_tag_keys(db: DatabaseProbe, task_id: str) -> list[str]:
     rows = await db.rows(
-        "SELECT key FROM task_tags WHERE task_id = :id ORDER BY key", id=_db_id(db, task_id)
+        "SELECT key FROM task_tags WHERE task_id = :id ORDER BY key", id=db.task_key(task_id)
     )
     return [row["key"] for row in rows]
 

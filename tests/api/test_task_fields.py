@@ -3,32 +3,14 @@ completed_at and next_occurrence_id. Valid values round-trip (as the API answers
 the database holds them); invalid ones are a 400 naming the field and change nothing."""
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import DatabaseProbe, TaskFactory, auth
+from tests.conftest import TASK_FIELDS, DatabaseProbe, TaskFactory, auth, stored_tags
 
-TASK_FIELDS = {
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "completed",
-    "priority",
-    "due_date",
-    "tags",
-    "recurrence",
-    "time_zone",
-    "remind_at",
-    "completed_at",
-    "next_occurrence_id",
-    "created_at",
-    "updated_at",
-}
 # Bodies go as JSON text: httpx's `json=` cannot encode a lone surrogate, and this keeps
 # control characters exactly as written.
 JSON = {"Content-Type": "application/json"}
@@ -54,20 +36,6 @@ def _db_time(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _tag_list(value: Any) -> list[str]:
-    """`tasks.tags` as read raw: JSON text on SQLite, a text array on PostgreSQL."""
-    if isinstance(value, str):
-        value = json.loads(value)
-    assert isinstance(value, list), value
-    return [str(name) for name in value]
-
-
-def _db_id(db: DatabaseProbe, task_id: str) -> Any:
-    """A task id as the database stores it (32 hex digits on SQLite)."""
-    key = uuid.UUID(task_id)
-    return key.hex if db.engine.dialect.name == "sqlite" else key
-
-
 async def _row(db: DatabaseProbe, task_id: str) -> dict[str, Any]:
     row = await db.task(task_id)
     assert row is not None, task_id
@@ -77,7 +45,7 @@ async def _row(db: DatabaseProbe, task_id: str) -> dict[str, Any]:
 async def _task_tag_keys(db: DatabaseProbe, task_id: str) -> list[str]:
     rows = await db.rows(
         "SELECT key, user_id FROM task_tags WHERE task_id = :id ORDER BY key",
-        id=_db_id(db, task_id),
+        id=db.task_key(task_id),
     )
     return [row["key"] for row in rows]
 
@@ -131,7 +99,7 @@ async def test_new_task_has_every_field_with_its_default(
     assert task["completed_at"] is None
     assert task["next_occurrence_id"] is None
     row = await _row(db, task["id"])
-    assert _tag_list(row["tags"]) == []
+    assert stored_tags(row["tags"]) == []
     for column in ("recurrence", "time_zone", "remind_at", "completed_at", "next_occurrence_id"):
         assert row[column] is None, column
     assert await _task_tag_keys(db, task["id"]) == []
@@ -226,7 +194,7 @@ async def test_create_stores_tags(
     task = response.json()
     assert task["tags"] == expected
     row = await _row(db, task["id"])
-    assert _tag_list(row["tags"]) == expected
+    assert stored_tags(row["tags"]) == expected
     assert await _task_tag_keys(db, task["id"]) == sorted(name.casefold() for name in expected)
     assert await _user_tags(db, "alice") == {name.casefold(): name for name in expected}
     got = await client.get(f"/api/tasks/{task['id']}", headers=auth())
@@ -254,7 +222,7 @@ async def test_update_replaces_tags(
     assert updated["priority"] == "low"
     assert _parse(updated["updated_at"]) > _parse(task["updated_at"])
     row = await _row(db, task["id"])
-    assert _tag_list(row["tags"]) == answered
+    assert stored_tags(row["tags"]) == answered
     assert await _task_tag_keys(db, task["id"]) == sorted(name.casefold() for name in expected)
 
 
@@ -265,7 +233,7 @@ async def test_empty_list_clears_tags(
     response = await _update(client, "PATCH", task["id"], {"tags": []})
     assert response.status_code == 200, response.text
     assert response.json()["tags"] == []
-    assert _tag_list((await _row(db, task["id"]))["tags"]) == []
+    assert stored_tags((await _row(db, task["id"]))["tags"]) == []
     assert await _task_tag_keys(db, task["id"]) == []
 
 
@@ -276,7 +244,7 @@ async def test_update_without_tags_keeps_them(
     response = await _update(client, "PATCH", task["id"], {"title": "renamed"})
     assert response.status_code == 200, response.text
     assert response.json()["tags"] == ["A", "b"]
-    assert _tag_list((await _row(db, task["id"]))["tags"]) == ["A", "b"]
+    assert stored_tags((await _row(db, task["id"]))["tags"]) == ["A", "b"]
     assert await _task_tag_keys(db, task["id"]) == ["a", "b"]
 
 
@@ -291,7 +259,7 @@ async def test_a_users_tag_keeps_its_first_spelling(
     assert patched.json()["tags"] == ["home", "Work"]
     assert first["tags"] == ["Work"]
     for task_id in (second["id"], third["id"]):
-        assert _tag_list((await _row(db, task_id))["tags"]) == ["home", "Work"]
+        assert stored_tags((await _row(db, task_id))["tags"]) == ["home", "Work"]
         assert await _task_tag_keys(db, task_id) == ["home", "work"]
     assert await _user_tags(db, "alice") == {"work": "Work", "home": "home"}
 
@@ -305,7 +273,7 @@ async def test_spelling_is_per_user(
     assert await _user_tags(db, "alice") == {"work": "Work"}
     assert await _user_tags(db, "bob") == {"work": "WORK"}
     rows = await db.rows(
-        "SELECT user_id FROM task_tags WHERE task_id = :id", id=_db_id(db, bobs["id"])
+        "SELECT user_id FROM task_tags WHERE task_id = :id", id=db.task_key(bobs["id"])
     )
     assert rows == [{"user_id": "bob"}]
 
@@ -618,7 +586,7 @@ async def test_all_new_fields_round_trip_together(client: AsyncClient, db: Datab
     assert task["completed_at"] is None
     assert task["next_occurrence_id"] is None
     row = await _row(db, task["id"])
-    assert _tag_list(row["tags"]) == ["daily", "Team"]
+    assert stored_tags(row["tags"]) == ["daily", "Team"]
     assert row["recurrence"] == "FREQ=WEEKLY;BYDAY=MO,WE"
     assert row["time_zone"] == "Europe/Berlin"
     assert _db_time(row["remind_at"]) == datetime(2026, 6, 1, 6, 45, tzinfo=UTC)

@@ -5,25 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from httpx import AsyncClient
 
-from tests.conftest import DatabaseProbe, TaskFactory, auth
-
-TASK_FIELDS = {
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "completed",
-    "priority",
-    "due_date",
-    "tags",
-    "recurrence",
-    "time_zone",
-    "remind_at",
-    "completed_at",
-    "next_occurrence_id",
-    "created_at",
-    "updated_at",
-}
+from tests.conftest import TASK_FIELDS, DatabaseProbe, TaskFactory, auth
 
 
 def _parse(ts: str) -> datetime:
