@@ -57,13 +57,10 @@ async def spell(connection: AsyncConnection, user_id: str, names: list[str]) -> 
     """
     if not names:
         return []
-    rows = sorted(
-        ({"user_id": user_id, "key": tag_key(name), "name": name} for name in names),
-        key=lambda row: row["key"],
-    )
+    rows = [{"user_id": user_id, "key": tag_key(name), "name": name} for name in names]
     result = await connection.execute(_upsert(connection, rows))
     spelled: dict[str, str] = {row.key: row.name for row in result}
-    return [spelled[row["key"]] for row in rows]
+    return [spelled[key] for key in sorted(spelled)]
 
 
 async def attach(
@@ -125,8 +122,8 @@ async def rename_tag(
         await _lock_tags(connection, user_id, {old, new})
         # The tasks that already carried the tag merged into take its new spelling too.
         carriers = await _lock_tasks(connection, user_id, {old, new})
-        # Asked only now that its carriers are held: one may have dropped the tag meanwhile.
-        if not await _carriers(connection, user_id, {old}):
+        # Decided on the lists as held: a task may have dropped the tag meanwhile.
+        if not any(tag_key(name) == old for _, names in carriers for name in names):
             raise TagNotFound()  # and the rows just made for it are rolled back
         if new != old:
             also_new = select(task_tags.task_id).where(
@@ -191,13 +188,6 @@ async def hold_tags_of(connection: AsyncConnection, user_id: str, task_id: uuid.
         .order_by(tags.key)
         .with_for_update(read=True, key_share=True, of=tags_table)
     )
-
-
-async def _carriers(connection: AsyncConnection, user_id: str, keys: set[str]) -> list[uuid.UUID]:
-    result = await connection.execute(
-        select(task_tags.task_id).where(task_tags.user_id == user_id, task_tags.key.in_(keys))
-    )
-    return list(result.scalars())
 
 
 async def _lock_tags(connection: AsyncConnection, user_id: str, keys: set[str]) -> None:
