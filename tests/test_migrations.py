@@ -3,7 +3,7 @@
 import uuid
 import warnings
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, Connection, Uuid, bindparam, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
+import todo_api.sync.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
 from tests.conftest import SECRET, stored_tags
 from todo_api.config import Settings
@@ -116,6 +117,7 @@ COLUMNS_0002 = {
     "next_occurrence_id",
     "previous_occurrence_id",
 }
+COLUMNS_0003 = {"change_seq", "reminder_pending"}
 
 
 def _alembic(action: str, revision: str) -> Any:
@@ -182,7 +184,7 @@ async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) ->
     assert len(before) == 2
 
     async with empty_engine.begin() as connection:
-        await connection.run_sync(_alembic("upgrade", "head"))
+        await connection.run_sync(_alembic("upgrade", "0002"))
     async with empty_engine.connect() as connection:
         columns = await connection.run_sync(_columns)
     assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002
@@ -217,13 +219,89 @@ async def test_0002_keeps_existing_tasks_both_ways(empty_engine: AsyncEngine) ->
     async with empty_engine.connect() as connection:
         columns = await connection.run_sync(_columns)
         assert await connection.run_sync(_schema_differences) == []
-    assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002
+    assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002 | COLUMNS_0003
     assert {"tags", "task_tags"} <= set(columns)
     again = await _raw_tasks(empty_engine)
     assert set(again) == set(before)
     assert again[stored(done_id)]["completed_at"] == again[stored(done_id)]["updated_at"]
     assert again[stored(pending_id)]["completed_at"] is None
     assert stored_tags(again[stored(pending_id)]["tags"]) == []
+
+
+async def test_0003_numbers_existing_tasks_and_arms_only_future_reminders(
+    empty_engine: AsyncEngine,
+) -> None:
+    """Tasks from before 0003 are numbered in the order they last changed, each user's head is
+    their last number, and only reminders still ahead will be announced."""
+    now = datetime.now(UTC)
+    at = bindparam("at", type_=UTCDateTime())
+    async with empty_engine.begin() as connection:
+        await connection.run_sync(_alembic("upgrade", "0002"))
+        for user in ("alice", "bob"):
+            await connection.execute(
+                text(
+                    "INSERT INTO users (id, created_at, updated_at) VALUES (:u, :at, :at)"
+                ).bindparams(at),
+                {"u": user, "at": now},
+            )
+        tasks = [  # (title, owner, last change, reminder)
+            ("late", "alice", now - timedelta(hours=1), now + timedelta(days=1)),
+            ("early", "alice", now - timedelta(hours=3), now - timedelta(days=1)),
+            ("middle", "alice", now - timedelta(hours=2), None),
+            ("bobs", "bob", now, None),
+        ]
+        for title, owner, updated, remind_at in tasks:
+            await connection.execute(
+                text(
+                    "INSERT INTO tasks (id, user_id, title, completed, created_at, updated_at, "
+                    "remind_at) VALUES (:id, :owner, :title, :completed, :at, :at, :remind_at)"
+                ).bindparams(
+                    bindparam("id", type_=Uuid()),
+                    bindparam("completed", type_=Boolean()),
+                    at,
+                    bindparam("remind_at", type_=UTCDateTime()),
+                ),
+                {
+                    "id": uuid.uuid4(),
+                    "owner": owner,
+                    "title": title,
+                    "completed": False,
+                    "at": updated,
+                    "remind_at": remind_at,
+                },
+            )
+        await connection.run_sync(_alembic("upgrade", "0003"))
+    async with empty_engine.connect() as connection:
+        numbered = {
+            row.title: (row.change_seq, bool(row.reminder_pending))
+            for row in await connection.execute(
+                text("SELECT title, change_seq, reminder_pending FROM tasks")
+            )
+        }
+        heads: dict[str, int] = {
+            row.id: row.change_seq
+            for row in await connection.execute(text("SELECT id, change_seq FROM users"))
+        }
+    assert numbered == {
+        "early": (1, False),
+        "middle": (2, False),
+        "late": (3, True),
+        "bobs": (1, False),
+    }
+    assert heads == {"alice": 3, "bob": 1}
+
+    async with empty_engine.begin() as connection:
+        await connection.execute(text("DELETE FROM tasks WHERE title = 'middle'"))
+        tombstones = await connection.execute(text("SELECT user_id, seq FROM task_tombstones"))
+        assert tombstones.all() == [("alice", 4)]
+        await connection.run_sync(_alembic("downgrade", "0002"))
+    async with empty_engine.connect() as connection:
+        columns = await connection.run_sync(_columns)
+    assert columns["tasks"] == COLUMNS_0001 | COLUMNS_0002
+    assert "task_tombstones" not in columns
+    # The triggers went with it: a delete no longer writes anywhere else.
+    async with empty_engine.begin() as connection:
+        await connection.execute(text("DELETE FROM tasks WHERE title = 'early'"))
 
 
 async def _raw_tasks(engine: AsyncEngine) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text, func
+from sqlalchemy import BigInteger, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from todo_api.db import Base, UTCDateTime, utcnow
@@ -22,5 +22,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The number of this user's last change to a task (§11's feed), kept by the triggers of
+    # migration 0003; and the newest change number whose tombstone has been purged since.
+    change_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    changes_purged_through: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     __table_args__ = (Index(EMAIL_INDEX, func.lower(email), unique=True),)

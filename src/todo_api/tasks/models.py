@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ColumnElement,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
@@ -66,11 +68,23 @@ class Task(Base):
     next_occurrence_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # The occurrence this one was spawned by; unique, so no occurrence has two live successors.
     previous_occurrence_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Set by the database (migration 0003's triggers), never by the code: the user's change
+    # number of this task's last write (the feed's order), and whether `remind_at` is still
+    # to be announced.
+    change_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    reminder_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     __table_args__ = (
         CheckConstraint("priority IN ('low', 'medium', 'high')", name="priority"),
         CheckConstraint("length(title) >= 1", name="title_not_empty"),
         Index("uq_tasks_previous_occurrence_id", "previous_occurrence_id", unique=True),
+        Index("uq_tasks_user_id_change_seq", "user_id", "change_seq", unique=True),
+        Index(
+            "ix_tasks_reminder_due",
+            "remind_at",
+            postgresql_where=text("reminder_pending"),
+            sqlite_where=text("reminder_pending"),
+        ),
     )
 
 
@@ -135,6 +149,11 @@ def _literal(sql: str) -> ColumnElement[Any]:
 # keeps the ORM's per-row bookkeeping off the hot path.
 tasks_table = cast(Table, Task.__table__)
 columns = tasks_table.c
+# What a task answers with; the database's own bookkeeping (change_seq, reminder_pending) stays
+# out of every read.
+task_columns = tuple(
+    column for column in tasks_table.c if column.name not in {"change_seq", "reminder_pending"}
+)
 tags_table = cast(Table, Tag.__table__)
 task_tags_table = cast(Table, TaskTag.__table__)
 

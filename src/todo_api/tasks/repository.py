@@ -45,6 +45,7 @@ from todo_api.tasks.models import (
     columns,
     due_date_key,
     priority_rank,
+    task_columns,
     task_tags_table,
     tasks_table,
     title_key,
@@ -141,7 +142,9 @@ def list_tasks_statement(user_id: str, query: TaskListQuery, now: datetime) -> S
     key = SORT_KEYS[query.sort]
     order = resolved_order(query)
     sort_expression, tie_breaker = key.expression, columns.id
-    stmt = select(tasks_table, key.expression.label("sort_key")).where(columns.user_id == user_id)
+    stmt: Select[Any] = select(*task_columns, key.expression.label("sort_key")).where(
+        columns.user_id == user_id
+    )
     if query.tag:
         first, *others = dict.fromkeys(tag_key(name) for name in query.tag)
         tagged = task_tags_table.alias("tagged")
@@ -244,7 +247,7 @@ async def list_tasks_page(
 _OWNED = (columns.id == bindparam("task"), columns.user_id == bindparam("owner"))
 _NOW = bindparam("now", type_=UTCDateTime())
 _OWNERSHIP = select(columns.user_id == bindparam("owner")).where(columns.id == bindparam("task"))
-_GET = select(tasks_table).where(*_OWNED)
+_GET = select(*task_columns).where(*_OWNED)
 _DELETE = delete(tasks_table).where(*_OWNED).returning(columns.id)
 _NOT_RECURRING = columns.recurrence.is_(None)
 _TOGGLE = (
@@ -255,7 +258,7 @@ _TOGGLE = (
         completed_at=case((columns.completed, None), else_=_NOW),
         updated_at=_NOW,
     )
-    .returning(*tasks_table.c)
+    .returning(*task_columns)
 )
 _SET_COMPLETED = (
     sql_update(tasks_table)
@@ -270,7 +273,7 @@ _SET_COMPLETED = (
         ),
         updated_at=case((columns.completed == bindparam("set_to"), columns.updated_at), else_=_NOW),
     )
-    .returning(*tasks_table.c)
+    .returning(*task_columns)
 )
 # A task that does not repeat completes in one statement; one that does completes in a
 # transaction that also creates its next occurrence.
@@ -280,7 +283,7 @@ _CLAIM_SUCCESSOR = (
     sql_update(tasks_table)
     .where(columns.id == bindparam("task"), columns.next_occurrence_id.is_(None))
     .values(next_occurrence_id=bindparam("successor"))
-    .returning(*tasks_table.c)
+    .returning(*task_columns)
 )
 _STATS = select(
     func.count(),
@@ -354,7 +357,7 @@ async def create_task(connection: AsyncConnection, user_id: str, fields: dict[st
 
 
 async def _insert(connection: AsyncConnection, values: dict[str, Any]) -> TaskRow:
-    statement = insert(tasks_table).values(values).returning(*tasks_table.c)
+    statement = insert(tasks_table).values(values).returning(*task_columns)
     return (await connection.execute(statement)).one()
 
 
@@ -375,7 +378,7 @@ async def update_task(
     """
     version = [] if expected_versions is None else [columns.updated_at.in_(expected_versions)]
     if not changes:
-        statement = select(tasks_table).where(*_OWNED, *version)
+        statement = select(*task_columns).where(*_OWNED, *version)
         return await _one_owned(connection, statement, user_id, task_id)
     now = utcnow()
     values = {**changes, "updated_at": now}
@@ -386,7 +389,7 @@ async def update_task(
             (completed, literal(now, UTCDateTime())),
             else_=None,
         )
-    update_statement = sql_update(tasks_table).where(*_OWNED, *version).returning(*tasks_table.c)
+    update_statement = sql_update(tasks_table).where(*_OWNED, *version).returning(*task_columns)
     if not changes.keys() & _CHANGES_WITH_CONSEQUENCES:
         return await _one_owned(connection, update_statement.values(values), user_id, task_id)
 
