@@ -57,5 +57,6 @@ async def test_openapi_declares_bearer_auth_on_task_routes(client: AsyncClient) 
     for path, operations in document["paths"].items():
         for operation in operations.values():
             secured = bool(operation.get("security"))
-            needs_token = path.startswith(("/api/tasks", "/api/tags")) or path == "/api/auth/me"
+            needs_token = path.startswith(("/api/tasks", "/api/tags", "/api/events"))
+            needs_token = needs_token or path == "/api/auth/me"
             assert secured is needs_token, path

@@ -17,12 +17,23 @@ from todo_api.limits import BodyGuardMiddleware
 from todo_api.migrations import upgrade_to_head
 from todo_api.observability import RequestContextMiddleware
 from todo_api.runtime import Runtime
+from todo_api.sync.events import streams_end_on_exit_signals
+from todo_api.sync.events_router import router as events_router
+from todo_api.sync.idempotency import IdempotencyMiddleware, document_idempotent_writes
+from todo_api.sync.router import router as sync_router
 from todo_api.tasks import router as tasks
 from todo_api.tasks.tags_router import router as tags_router
 
 logger = logging.getLogger("todo_api")
 
-EXPOSED_HEADERS = ["ETag", "Link", "Location", "X-Next-Cursor", "X-Request-ID"]
+EXPOSED_HEADERS = [
+    "ETag",
+    "Idempotent-Replayed",
+    "Link",
+    "Location",
+    "X-Next-Cursor",
+    "X-Request-ID",
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Warm the key cache; if the issuer is down it is fetched on the first token.
             await runtime.jwks.refresh()
         metrics.observe_pool(runtime.engine, pool_size)
-        yield
+        await runtime.events.start()
+        runtime.reminders.start()  # after the migrations: it reads `tasks.reminder_pending`
+        runtime.housekeeping.start()
+        with streams_end_on_exit_signals(runtime.events):
+            yield
         metrics.forget_pool(pool_size)
         await runtime.close()
 
@@ -57,19 +72,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     default_openapi = app.openapi
-    app.openapi = lambda: drop_422_from_openapi(default_openapi())  # type: ignore[method-assign]
+    app.openapi = lambda: document_idempotent_writes(  # type: ignore[method-assign]
+        drop_422_from_openapi(default_openapi())
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs_router)
+    app.include_router(sync_router)  # `/api/tasks/changes`, before `/api/tasks/{task_id}`
     app.include_router(tasks.router)
     app.include_router(tags_router)  # before `/api/{user_id}/tasks`, which would match it
     app.include_router(tasks.compatible_router())
+    app.include_router(events_router)
     if settings.accounts_active:
         app.include_router(accounts_router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
 
     # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
+    # Idempotency keys inside the guard: the body they fingerprint is bounded and complete.
+    app.add_middleware(IdempotencyMiddleware, runtime=runtime)
     app.add_middleware(
         BodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -83,8 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=[
             "Authorization",
             "Content-Type",
+            "Idempotency-Key",
             "If-Match",
             "If-None-Match",
+            # EventSource sends it when it reconnects to resume a stream (GET /api/events).
+            "Last-Event-ID",
             "X-Request-ID",
         ],
         expose_headers=EXPOSED_HEADERS,

@@ -73,9 +73,23 @@ class Settings(BaseSettings):
     server_write_timeout: float = Field(default=30.0, gt=0)
     server_keepalive_timeout: int = Field(default=5, ge=1)
     server_max_concurrency: int = Field(default=1000, ge=1)
+    # How long the change feed keeps deleted tasks' tombstones (SPEC §11); older cursors: 410.
+    sync_retention_days: float = Field(default=30, gt=0)
+    # Seconds between two rounds of each worker's reminder delivery (sync/reminders.py).
+    reminder_poll_seconds: float = Field(default=1.0, gt=0)
+    # Live events (SPEC §11, sync/events.py): the LISTEN connection's database (DATABASE_URL
+    # when empty; set it where DATABASE_URL is a transaction pooler, which cannot LISTEN), the
+    # keep-alive comment's period, open streams per user, and how long one write to a stream
+    # may wait on a client that stopped reading before the stream is dropped.
+    events_database_url: str = ""
+    events_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    events_max_streams_per_user: int = Field(default=10, ge=1)
+    events_send_timeout_seconds: float = Field(default=30.0, gt=0)
     # Security headers and metrics (SPEC §8)
     hsts_max_age: int = Field(default=0, ge=0)
     metrics_enabled: bool = True
+    # How long a write's `Idempotency-Key` replays its first answer (SPEC §11: 24 h).
+    idempotency_ttl_seconds: int = Field(default=86400, ge=60)
 
     # True when no secret was configured and one was generated into `data_dir`.
     secret_generated: bool = Field(default=False, exclude=True)

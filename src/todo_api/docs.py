@@ -27,6 +27,8 @@ answers one), then open a route, **Try it out**, **Execute**.
 
 Errors are JSON, `{"detail": "<one sentence>"}`, with `errors` per field on a 400.
 Every response carries `X-Request-ID`; task responses carry an `ETag` for `If-Match`.
+Every write to tasks and tags takes an `Idempotency-Key`: a retry with the same key gets
+the first answer again (`Idempotent-Replayed: true`) instead of writing twice.
 """
 
 TAGS = [
@@ -40,6 +42,12 @@ TAGS = [
     {
         "name": "tags",
         "description": "Your tags, with how many tasks carry each: rename, merge, delete.",
+    },
+    {
+        "name": "sync",
+        "description": "Staying in step: the change feed (`GET /api/tasks/changes`, every "
+        "change after a cursor, deletes included) and live events (`GET /api/events`, "
+        "Server-Sent Events carrying the same changes as they happen).",
     },
     {"name": "accounts", "description": "Built-in email and password accounts (when enabled)."},
     {"name": "health", "description": "Liveness and readiness probes; no token needed."},

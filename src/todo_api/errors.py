@@ -72,6 +72,15 @@ class InvalidToken(TodoApiError):
         self.reason = reason
 
 
+class InvalidTicket(InvalidToken):
+    """A `?ticket=` of the event stream that is unknown, used, expired or malformed."""
+
+    detail = "The stream ticket is invalid, expired or already used; get a new one."
+
+    def __init__(self) -> None:
+        super().__init__(reason="ticket")
+
+
 class NotPermitted(TodoApiError):
     status_code = 403
     detail = "Not authorized to access this task"
@@ -108,6 +117,16 @@ class TooManyAttempts(TodoApiError):
         super().__init__(headers={"Retry-After": str(retry_after_seconds)})
 
 
+class TooManyStreams(TodoApiError):
+    """The caller already holds `EVENTS_MAX_STREAMS_PER_USER` open event streams."""
+
+    status_code = 429
+    detail = "Too many open event streams; close one and try again."
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after_seconds)})
+
+
 class PreconditionFailed(TodoApiError):
     status_code = 412
     detail = "The task has changed since the given ETag; fetch it again."
@@ -133,6 +152,16 @@ class RequestHeadersTooLarge(TodoApiError):
 class UnsupportedMediaType(TodoApiError):
     status_code = 415
     detail = "Request body must be JSON (Content-Type: application/json)."
+
+
+class CursorExpired(TodoApiError):
+    """A feed cursor from before the oldest change still kept (or from another database)."""
+
+    status_code = 410
+    detail = (
+        "This cursor is older than the changes still kept; sync again from the start "
+        "(without `since`)."
+    )
 
 
 class ServiceUnavailable(TodoApiError):
@@ -166,6 +195,40 @@ class DatabaseBusy(ServiceUnavailable):
     """No pooled connection became free within `DB_POOL_TIMEOUT`."""
 
     detail = "All database connections are busy; try again shortly."
+
+
+class IdempotencyKeyReused(TodoApiError):
+    """The `Idempotency-Key` was first sent with another method, path or body (SPEC §11)."""
+
+    status_code = 422
+    detail = (
+        "This Idempotency-Key was already used for a different request; "
+        "send a new key with a new request."
+    )
+
+
+class IdempotencyKeyInFlight(TodoApiError):
+    """The first request with this `Idempotency-Key` has not answered yet."""
+
+    status_code = 409
+    detail = "A request with this Idempotency-Key is still in progress; retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+def unavailability(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 a database failure outside a route means (what the handlers below answer for
+    one inside a route), or None when it is not one: a bug, to be left to the 500 handler."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    if isinstance(exc, PoolTimeoutError):
+        return _caused(DatabaseBusy(), exc)
+    if isinstance(exc, TimeoutError):
+        return _caused(DatabaseTimedOut(), exc)
+    if isinstance(exc, OSError) or (isinstance(exc, DBAPIError) and _is_connection_problem(exc)):
+        return _caused(DatabaseUnavailable(), exc)
+    return None
 
 
 def error_body(detail: str, **extra: Any) -> dict[str, Any]:
@@ -332,6 +395,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: error_response("No such task", error_body(TaskNotFound.detail)),
         409: error_response(
             "An account with this email already exists", error_body(EmailTaken.detail)
+        ),
+        410: error_response(
+            "The cursor is older than the changes kept; sync again without `since`",
+            error_body(CursorExpired.detail),
         ),
         412: error_response(
             "`If-Match` names a version the task is no longer at; nothing changed",

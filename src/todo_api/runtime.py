@@ -17,6 +17,9 @@ from todo_api.auth.tokens import TokenVerifier
 from todo_api.config import Settings
 from todo_api.db import create_engine
 from todo_api.errors import DatabaseBusy
+from todo_api.sync.events import EventHub
+from todo_api.sync.housekeeping import Housekeeping
+from todo_api.sync.reminders import ReminderWorker
 
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 
@@ -61,11 +64,22 @@ class Runtime:
     turns: ConnectionTurns
     # `PUBLIC_BASE_URL` without its trailing slash, for absolute links; None: relative links.
     public_base_url: str | None
+    # This process's open event streams, and the LISTEN/NOTIFY relay to the others.
+    events: EventHub
+    # Claims due reminders every `REMINDER_POLL_SECONDS` and announces them (sync/reminders.py).
+    reminders: ReminderWorker
+    # Purges tombstones past `SYNC_RETENTION_DAYS`, hourly (sync/housekeeping.py).
+    housekeeping: Housekeeping
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Runtime":
         engine = create_engine(settings)
         http = httpx.AsyncClient(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+        events = EventHub.from_settings(settings)
+        turns = ConnectionTurns(
+            settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout
+        )
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         jwks = None
         if settings.jwks_url is not None:
             jwks = JwksClient(
@@ -77,7 +91,7 @@ class Runtime:
         return cls(
             settings=settings,
             engine=engine,
-            autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            autocommit=autocommit,
             http=http,
             jwks=jwks,
             verifier=TokenVerifier(settings, jwks),
@@ -88,15 +102,38 @@ class Runtime:
                 per_email=settings.login_max_failures_per_email,
                 window_seconds=settings.login_failure_window_seconds,
             ),
-            turns=ConnectionTurns(
-                settings.db_pool_size + settings.db_max_overflow, settings.db_pool_timeout
-            ),
+            turns=turns,
             public_base_url=(
                 str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
             ),
+            events=events,
+            housekeeping=Housekeeping(engine, retention_days=settings.sync_retention_days),
+            reminders=ReminderWorker(
+                engine=engine,
+                autocommit=autocommit,
+                turns=turns,
+                poll_seconds=settings.reminder_poll_seconds,
+                deliver=events.reminder,
+                one_transaction_per_statement=settings.db_statement_cache,
+            ),
         )
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for one short step outside a request's own (an event stream
+        reading the feed), lent in turn and in the same mode as `get_connection` lends one."""
+        async with self.turns.turn():
+            if self.settings.db_statement_cache:
+                async with self.autocommit.connect() as connection:
+                    yield connection
+            else:
+                async with self.engine.begin() as connection:
+                    yield connection
+
     async def close(self) -> None:
+        await self.reminders.close()  # first: it delivers to the hub, through the pool
+        await self.housekeeping.close()
+        await self.events.close()
         await self.http.aclose()
         await self.engine.dispose()
 

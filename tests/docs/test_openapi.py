@@ -18,44 +18,60 @@ from tests.conftest import SECRET, TODO_API, TaskFactory, auth, environment_with
 from todo_api.app import create_app
 from todo_api.auth.schemas import LoginRequest, SignupRequest
 from todo_api.config import Settings
-from todo_api.errors import ErrorResponse
+from todo_api.errors import ErrorResponse, IdempotencyKeyReused
 from todo_api.tasks.schemas import TaskCompletion, TaskCreate, TaskUpdate
 from todo_api.tasks.tags_router import TagRename
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "openapi.json"
 BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 
+# A write sent with an `Idempotency-Key`: in flight (409), reused for another request (422).
+KEYED_WRITE = {409, 422}
 # Every operation, and the errors it can answer: the contract's table, kept here on purpose so
 # that a route added or an error dropped has to be decided on.
 ERRORS: dict[tuple[str, str], set[int]] = {
     ("get", "/health"): set(),
     ("get", "/health/ready"): {503},
     ("get", "/api/tasks"): {400, 401, 503},
-    ("post", "/api/tasks"): {400, 401, 408, 413, 415, 503},
+    ("post", "/api/tasks"): {400, 401, 408, 413, 415, 503, *KEYED_WRITE},
     ("get", "/api/tasks/stats"): {401, 503},
     ("get", "/api/tasks/{task_id}"): {400, 401, 403, 404, 503},
-    ("put", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503},
-    ("patch", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503},
-    ("delete", "/api/tasks/{task_id}"): {400, 401, 403, 404, 503},
-    ("patch", "/api/tasks/{task_id}/complete"): {400, 401, 403, 404, 408, 413, 415, 503},
+    ("put", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503, *KEYED_WRITE},
+    ("patch", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503, *KEYED_WRITE},
+    ("delete", "/api/tasks/{task_id}"): {400, 401, 403, 404, 503, *KEYED_WRITE},
+    ("patch", "/api/tasks/{task_id}/complete"): {
+        *{400, 401, 403, 404, 408, 413, 415, 503},
+        *KEYED_WRITE,
+    },
     ("post", "/api/auth/signup"): {400, 408, 409, 413, 415, 503},
     ("post", "/api/auth/login"): {400, 401, 408, 413, 415, 429, 503},
     ("get", "/api/auth/me"): {401, 503},
+    ("get", "/api/tasks/changes"): {400, 401, 410, 503},
     ("get", "/api/tags"): {401, 503},
-    ("patch", "/api/tags/{name}"): {400, 401, 404, 408, 413, 415, 503},
-    ("delete", "/api/tags/{name}"): {400, 401, 404, 503},
+    ("patch", "/api/tags/{name}"): {400, 401, 404, 408, 413, 415, 503, *KEYED_WRITE},
+    ("delete", "/api/tags/{name}"): {400, 401, 404, 503, *KEYED_WRITE},
+    ("get", "/api/events"): {400, 401, 410, 429, 503},
+    ("post", "/api/events/tickets"): {401, 503},
 }
 # Headers a successful answer carries besides X-Request-ID, which every answer carries.
 SUCCESS_HEADERS: dict[tuple[str, str, str], set[str]] = {
     ("get", "/api/tasks", "200"): {"Link", "X-Next-Cursor"},
-    ("post", "/api/tasks", "201"): {"Location", "ETag"},
+    ("post", "/api/tasks", "201"): {"Location", "ETag", "Idempotent-Replayed"},
     ("get", "/api/tasks/{task_id}", "200"): {"ETag"},
     ("get", "/api/tasks/{task_id}", "304"): {"ETag"},
-    ("put", "/api/tasks/{task_id}", "200"): {"ETag"},
-    ("patch", "/api/tasks/{task_id}", "200"): {"ETag"},
-    ("patch", "/api/tasks/{task_id}/complete", "200"): {"ETag"},
+    ("put", "/api/tasks/{task_id}", "200"): {"ETag", "Idempotent-Replayed"},
+    ("patch", "/api/tasks/{task_id}", "200"): {"ETag", "Idempotent-Replayed"},
+    ("delete", "/api/tasks/{task_id}", "204"): {"Idempotent-Replayed"},
+    ("patch", "/api/tasks/{task_id}/complete", "200"): {"ETag", "Idempotent-Replayed"},
+    ("patch", "/api/tags/{name}", "200"): {"Idempotent-Replayed"},
+    ("delete", "/api/tags/{name}", "204"): {"Idempotent-Replayed"},
 }
-ERROR_HEADERS = {401: {"WWW-Authenticate"}, 429: {"Retry-After"}, 503: {"Retry-After"}}
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate"},
+    409: {"Retry-After"},
+    429: {"Retry-After"},
+    503: {"Retry-After"},
+}
 REQUEST_BODY_MODELS: list[type[BaseModel]] = [
     TaskCreate,
     TaskUpdate,
@@ -162,13 +178,33 @@ def test_every_operation_and_its_errors_are_the_contracts(document: dict[str, An
     }
     assert documented == ERRORS
     statuses = set().union(*ERRORS.values())
-    assert statuses == {400, 401, 403, 404, 408, 409, 412, 413, 415, 429, 503}
+    assert statuses == {400, 401, 403, 404, 408, 409, 410, 412, 413, 415, 422, 429, 503}
 
 
-def test_no_422_anywhere(document: dict[str, Any]) -> None:
+def test_422_is_only_a_reused_idempotency_key(document: dict[str, Any]) -> None:
+    """Invalid input is a 400 (FastAPI's own 422 is gone); the one 422 is SPEC §11's."""
     for method, path, operation in operations(document):
-        assert "422" not in operation["responses"], (method, path)
+        keyed = "Idempotency-Key" in [p["name"] for p in operation.get("parameters", [])]
+        assert keyed == ("422" in operation["responses"]), (method, path)
+        if keyed:
+            media = operation["responses"]["422"]["content"]["application/json"]
+            assert media["example"] == {"detail": IdempotencyKeyReused.detail}
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_every_write_documents_the_idempotency_key(document: dict[str, Any]) -> None:
+    writes = {"post", "put", "patch", "delete"}
+    for method, path, operation in operations(document):
+        names = [parameter["name"] for parameter in operation.get("parameters", [])]
+        keyed = method in writes and path.startswith(("/api/tasks", "/api/tags"))
+        assert names.count("Idempotency-Key") == (1 if keyed else 0), (method, path)
+        if keyed:
+            (parameter,) = (p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+            assert parameter["in"] == "header"
+            assert parameter["required"] is False
+            assert parameter["schema"]["maxLength"] == 255
+            assert parameter["description"]
+            assert operation["responses"]["409"]["headers"]["Retry-After"]["example"] == 1
 
 
 def test_task_routes_take_a_bearer_token(document: dict[str, Any]) -> None:
@@ -180,8 +216,12 @@ def test_task_routes_take_a_bearer_token(document: dict[str, Any]) -> None:
         "description": scheme["description"],
     }
     for method, path, operation in operations(document):
-        needs_token = path.startswith(("/api/tasks", "/api/tags")) or path == "/api/auth/me"
-        assert operation.get("security") == (BEARER if needs_token else None), (method, path)
+        needs_token = path.startswith(("/api/tasks", "/api/tags", "/api/events"))
+        needs_token = needs_token or path == "/api/auth/me"
+        expected = BEARER if needs_token else None
+        if path == "/api/events":  # or a ticket, for EventSource, which cannot send headers
+            expected = [*BEARER, {"StreamTicket": []}]
+        assert operation.get("security") == expected, (method, path)
 
 
 def test_every_error_is_an_error_body_with_a_valid_example(document: dict[str, Any]) -> None:
@@ -207,6 +247,8 @@ def test_every_answer_documents_its_headers(document: dict[str, Any]) -> None:
             expected |= ERROR_HEADERS.get(int(status), set())
             if (method, path, status) == ("post", "/api/auth/login", "401"):
                 expected -= {"WWW-Authenticate"}  # wrong password: no bearer challenge
+            if (method, path, status) == ("post", "/api/auth/signup", "409"):
+                expected -= {"Retry-After"}  # a taken email: retrying will not help
             assert set(response.get("headers", {})) == expected, (method, path, status)
             for header in response["headers"].values():
                 assert header["description"], (method, path, status)

@@ -22,6 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from tests.conftest import SECRET
 from todo_api.config import Settings
 from todo_api.db import create_engine
+from todo_api.sync.feed import _feed_statement
 from todo_api.tasks.repository import list_tasks_page, list_tasks_statement
 from todo_api.tasks.schemas import DueFilter, Order, Priority, SortField, Status, TaskListQuery
 
@@ -355,3 +356,24 @@ async def test_new_filters_are_served_by_an_index(
             below = [n for n in _nodes(sort) if n["Node Type"] in INDEX_SCANS]
             assert column is not None, outline
             assert any(column in n.get("Index Cond", "") for n in below), outline
+
+
+@pytest.mark.parametrize("kind", ["custom", "generic"])
+@pytest.mark.parametrize("position", ["full-sync", "middle"])
+async def test_the_change_feed_is_served_by_its_indexes(
+    engine: AsyncEngine, position: str, kind: PlanKind
+) -> None:
+    """`GET /api/tasks/changes` reads the caller's changed tasks and tombstones in change order
+    from their `(user_id, number)` indexes, never the whole table. (PostgreSQL may sort what
+    the index selected rather than read it in order, when few rows are left after the cursor.)"""
+    seen = 0 if position == "full-sync" else OWNED_TASKS // 2
+    compiled = _feed_statement(OWNER, seen, seen, 500).compile(dialect=engine.dialect)
+    assert isinstance(compiled, SQLCompiler)
+    plan = await _plan(engine, compiled, kind)
+    nodes = list(_nodes(plan))
+    outline = f"{kind} plan:\n{_describe(plan)}\n{compiled}"
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], outline
+    scans = {n.get("Index Name"): n for n in nodes if n["Node Type"] in INDEX_SCANS}
+    for index in ("uq_tasks_user_id_change_seq", "uq_task_tombstones_user_id_seq"):
+        assert index in scans, outline
+        assert "user_id" in scans[index].get("Index Cond", ""), outline

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -21,15 +21,22 @@ MAX_REMEMBERED_TOKEN_BYTES = 2048
 MAX_REMEMBER_SECONDS = 300
 MAX_SUBJECT_LENGTH = 255
 SECRET_ALGORITHMS = ("HS256",)
+# 9999-12-31T23:59:59Z: a later `exp` is kept as this, a number any float holds.
+LATEST_EXPIRY = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """The verified caller: `id` is the token's `sub`; email and name when the token has them."""
+    """The verified caller: `id` is the token's `sub`; email and name when the token has them.
+
+    `expires_at` is when the token stops being accepted (its `exp` plus the leeway, Unix
+    seconds): an event stream ends then. It is not part of who the caller is, so two
+    identities of the same person compare equal whichever token they came from."""
 
     id: str
     email: str | None = None
     name: str | None = None
+    expires_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +134,10 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise InvalidToken(MALFORMED, reason="bad_signature") from None
         # `exp` passed PyJWT's integer check; it may still be far beyond any float.
-        good_until = min(int(claims["exp"]) + self._leeway, time.time() + MAX_REMEMBER_SECONDS)
+        accepted_until = min(int(claims["exp"]) + self._leeway, LATEST_EXPIRY)
+        good_until = min(accepted_until, time.time() + MAX_REMEMBER_SECONDS)
         jwks_key = None if isinstance(key, str) else key.fingerprint
-        return _Verified(identity_from_claims(claims), good_until, jwks_key)
+        return _Verified(identity_from_claims(claims, accepted_until), good_until, jwks_key)
 
     async def _key_for(self, header: dict[str, Any]) -> tuple[str | PublishedKey, _KeyRules]:
         # The header is the sender's JSON: each member's type is checked before it is used.
@@ -149,9 +157,10 @@ class TokenVerifier:
         raise InvalidToken("Token algorithm is not accepted.", reason="algorithm_not_accepted")
 
 
-def identity_from_claims(claims: dict[str, Any]) -> Identity:
+def identity_from_claims(claims: dict[str, Any], expires_at: float | None = None) -> Identity:
     """The caller's id from `sub`, which must be usable as it is (else 401); `email` and `name`
-    are only informative, so one that could not be stored as an account's is dropped."""
+    are only informative, so one that could not be stored as an account's is dropped;
+    `expires_at` is when the verifier stops accepting the token."""
     subject = claims.get("sub")
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
         raise InvalidToken(
@@ -166,6 +175,7 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
         id=subject,
         email=_decorative_claim(claims.get("email"), normalise_email),
         name=_decorative_claim(claims.get("name"), _trimmed_name),
+        expires_at=expires_at,
     )
 
 

@@ -16,6 +16,7 @@ from todo_api.errors import NotPermitted, error_responses
 from todo_api.openapi import documented_response
 from todo_api.pagination import next_page_link
 from todo_api.runtime import DatabaseDep, runtime_of
+from todo_api.sync.announce import AnnounceChange
 from todo_api.tasks import repository
 from todo_api.tasks.etags import (
     matches_if_none_match,
@@ -35,10 +36,10 @@ from todo_api.tasks.schemas import (
 
 
 class TaskIdConvertor(Convertor[str]):
-    """Any path segment but `stats`, so `PUT /api/tasks/stats` is a 405 (stats is read-only)
-    rather than a 400 for a malformed id. The id is still validated as a UUID (400)."""
+    """Any path segment but `stats` and `changes`, so `PUT /api/tasks/stats` is a 405 (they are
+    read-only) rather than a 400 for a malformed id. The id is still validated as a UUID (400)."""
 
-    regex = "(?!stats$)[^/]+"
+    regex = "(?!(?:stats|changes)$)[^/]+"
 
     def convert(self, value: str) -> str:
         return value
@@ -111,6 +112,7 @@ async def list_tasks(
     status_code=status.HTTP_201_CREATED,
     summary="Create a task",
     responses={201: documented_response("The new task", "Location", "ETag"), **BODY_ERRORS},
+    dependencies=[AnnounceChange],
 )
 async def create_task(
     body: TaskCreate, request: Request, response: Response, user: CurrentUser, db: DatabaseDep
@@ -183,6 +185,7 @@ for method in ("PUT", "PATCH"):
             **BODY_ERRORS,
             **error_responses(412),
         },
+        dependencies=[AnnounceChange],
     )
 
 
@@ -191,6 +194,7 @@ for method in ("PUT", "PATCH"):
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a task",
     responses={204: documented_response("Deleted; no body"), **ONE_TASK_ERRORS},
+    dependencies=[AnnounceChange],
 )
 async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) -> None:
     await repository.delete_task(db, user.id, task_id)
@@ -205,6 +209,7 @@ async def delete_task(task_id: uuid.UUID, user: CurrentUser, db: DatabaseDep) ->
         **ONE_TASK_ERRORS,
         **BODY_ERRORS,
     },
+    dependencies=[AnnounceChange],
 )
 async def complete_task(
     task_id: uuid.UUID,
@@ -246,5 +251,6 @@ def compatible_router() -> APIRouter:
             response_model=route.response_model,
             status_code=route.status_code,
             name=route.name,
+            dependencies=route.dependencies,  # announcing writes to live event streams
         )
     return compatible

@@ -9,6 +9,7 @@ from todo_api.auth.dependencies import CurrentUser
 from todo_api.errors import TagNotFound, error_body, error_response, error_responses
 from todo_api.openapi import documented_response
 from todo_api.runtime import DatabaseDep
+from todo_api.sync.announce import AnnounceChange
 from todo_api.tasks import tags
 from todo_api.tasks.schemas import TagName
 from todo_api.text import InputModel
@@ -62,6 +63,7 @@ async def list_tags(user: CurrentUser, db: DatabaseDep) -> list[tags.TagCount]:
         **NO_SUCH_TAG,
         **error_responses(400, 408, 413, 415),
     },
+    dependencies=[AnnounceChange],
 )
 async def rename_tag(
     name: TagInPath,
@@ -77,6 +79,7 @@ async def rename_tag(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a tag from all your tasks",
     responses={204: documented_response("Removed; no body"), **NO_SUCH_TAG, **error_responses(400)},
+    dependencies=[AnnounceChange],
 )
 async def delete_tag(
     name: TagInPath,

@@ -1,0 +1,1 @@
+"""Keeping clients in step: the change feed, live events, reminders and idempotent writes."""

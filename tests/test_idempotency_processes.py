@@ -1,0 +1,74 @@
+"""Idempotency keys live in the database, not in a process: a key sent to one `todo-api serve`
+replays on another instance serving the same database, and after the first one restarted."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SECRET, environment_without_settings, fetch, throwaway_database
+from tests.processes import issue_token, running_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+USER = "restart-user"
+BODY: dict[str, object] = {"title": "Renew the passport", "priority": "high", "tags": ["admin"]}
+KEY = "0d4c3c8e-2b51-4f0e-9a43-8f6a7c1b2e90"
+
+
+@pytest.fixture
+def database(postgres_admin_url: str) -> Iterator[str]:
+    """A database of the test's own, which the first server migrates at start-up."""
+    with throwaway_database(postgres_admin_url, "todo_api_idempotency") as url:
+        yield url
+
+
+def post_keyed(base_url: str, token: str, body: dict[str, object]) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": KEY}
+    return httpx.post(f"{base_url}/api/tasks", json=body, headers=headers, timeout=10)
+
+
+def test_a_key_replays_on_another_instance_and_after_a_restart(
+    database: str, tmp_path: Path
+) -> None:
+    env = {
+        **environment_without_settings(),
+        "DATABASE_URL": database,
+        "BETTER_AUTH_SECRET": SECRET,
+        "LOG_FORMAT": "json",
+        "DATA_DIR": str(tmp_path / "state"),
+    }
+    token = issue_token("--sub", USER, cwd=tmp_path, env=env)
+    args = ["--host", "127.0.0.1"]
+    for name in ("first", "second", "restarted"):
+        (tmp_path / name).mkdir()
+
+    with running_server(args, cwd=tmp_path / "first", env=env) as first:
+        created = post_keyed(first.base_url, token, BODY)
+        assert created.status_code == 201, created.text
+        assert "idempotent-replayed" not in created.headers
+        with running_server(args, cwd=tmp_path / "second", env=env) as second:
+            on_second = post_keyed(second.base_url, token, BODY)
+        assert first.stop() == 0
+
+    with running_server(args, cwd=tmp_path / "restarted", env=env) as restarted:
+        after_restart = post_keyed(restarted.base_url, token, BODY)
+        other_body = post_keyed(restarted.base_url, token, {**BODY, "priority": "low"})
+
+    for replay in (on_second, after_restart):
+        assert replay.status_code == 201
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.content == created.content
+        assert replay.headers["location"] == created.headers["location"]
+        assert replay.headers["etag"] == created.headers["etag"]
+    assert other_body.status_code == 422
+    tasks = asyncio.run(fetch(database, "SELECT id, priority FROM tasks WHERE user_id = $1", USER))
+    assert [(str(task["id"]), task["priority"]) for task in tasks] == [
+        (created.json()["id"], "high")
+    ]
+    keys = asyncio.run(
+        fetch(database, "SELECT key, status_code FROM idempotency_keys WHERE user_id = $1", USER)
+    )
+    assert keys == [{"key": KEY, "status_code": 201}]
