@@ -20,7 +20,9 @@ _streams = event_streams_table.c
 # no other lock of this database can share its keys (the second key is the user's).
 _STREAMS_LOCK_NAMESPACE = 0x5EE5  # "SSE"
 _LOCK_USER = text("SELECT pg_advisory_xact_lock(:namespace, :user_key)")
-_NOTIFY = "SELECT pg_notify($1, user_id) FROM unnest($2::text[]) AS user_id"
+_NOTIFY = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+# PostgreSQL refuses a payload of 8000 bytes or more.
+MAX_PAYLOAD_BYTES = 7900
 
 
 async def create_ticket(
@@ -107,9 +109,22 @@ async def unregister_stream(connection: AsyncConnection, stream_id: uuid.UUID) -
     await connection.execute(delete(event_streams_table).where(_streams.id == stream_id))
 
 
-async def notify_changes(connection: asyncpg.Connection, channel: str, user_ids: list[str]) -> None:
-    """One NOTIFY per user id, in one statement (its own transaction: delivered at once)."""
-    await connection.execute(_NOTIFY, channel, user_ids)
+async def notify_changes(
+    connection: asyncpg.Connection, channel: str, user_ids: list[str], separator: str
+) -> None:
+    """The user ids in as few notifications as their size allows (each id joined by
+    `separator`), sent in one statement, its own transaction: delivered at once."""
+    payloads: list[str] = []
+    size = MAX_PAYLOAD_BYTES
+    for user_id in user_ids:
+        length = len(user_id.encode()) + 1
+        if size + length > MAX_PAYLOAD_BYTES:
+            payloads.append(user_id)
+            size = length
+        else:
+            payloads[-1] += separator + user_id
+            size += length
+    await connection.execute(_NOTIFY, channel, payloads)
 
 
 async def ping(connection: asyncpg.Connection) -> None:
