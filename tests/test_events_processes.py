@@ -623,3 +623,28 @@ async def test_on_sqlite_changes_arrive_and_resume_after_the_last_event(tmp_path
 
 async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_stream_ends_after_its_maximum_lifetime_and_resumes(tmp_path: Path) -> None:
+    """`EVENTS_MAX_STREAM_SECONDS`: the stream ends cleanly, and the client resumes from its
+    last id with nothing lost."""
+    database = f"sqlite:///{tmp_path / 'lifetime.db'}"
+    env = server_env(database, tmp_path) | {"EVENTS_MAX_STREAM_SECONDS": "1.5"}
+    with running_server([], cwd=tmp_path, env=env) as server:
+        user = new_user("lifetime")
+        async with client(server) as http, client(server) as writer:
+            async with open_stream(http, bearer(user)) as reader:
+                opened = time.monotonic()
+                first = await create(writer, user, "first")
+                event = await reader.next()
+                assert event.data == {"type": "upsert", "task": first}
+                async with asyncio.timeout(5):
+                    await reader.ended.wait()
+                assert reader.ended_at is not None
+                assert 1.2 <= reader.ended_at - opened <= 3.0
+            second = await create(writer, user, "second")
+            assert event.id is not None
+            async with open_stream(http, {**bearer(user), "Last-Event-ID": event.id}) as reader:
+                assert (await reader.next()).data == {"type": "upsert", "task": second}
+        stderr = server.stderr()
+    assert "Event stream ended: EVENTS_MAX_STREAM_SECONDS reached" in stderr

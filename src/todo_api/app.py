@@ -19,7 +19,11 @@ from todo_api.observability import RequestContextMiddleware
 from todo_api.runtime import Runtime
 from todo_api.sync.events import streams_end_on_exit_signals
 from todo_api.sync.events_router import router as events_router
-from todo_api.sync.idempotency import IdempotencyMiddleware, document_idempotent_writes
+from todo_api.sync.idempotency import (
+    IdempotencyMiddleware,
+    document_idempotent_writes,
+    keyed_routes,
+)
 from todo_api.sync.router import router as sync_router
 from todo_api.tasks import router as tasks
 from todo_api.tasks.tags_router import router as tags_router
@@ -72,8 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     default_openapi = app.openapi
+    compatible = tasks.compatible_router()
+    # Every write of these takes an `Idempotency-Key` (sync/idempotency.py).
+    keyed = keyed_routes(tasks.router, tags_router, compatible)
     app.openapi = lambda: document_idempotent_writes(  # type: ignore[method-assign]
-        drop_422_from_openapi(default_openapi())
+        drop_422_from_openapi(default_openapi()), keyed
     )
     install_error_handlers(app)
     app.include_router(health.router)
@@ -81,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync_router)  # `/api/tasks/changes`, before `/api/tasks/{task_id}`
     app.include_router(tasks.router)
     app.include_router(tags_router)  # before `/api/{user_id}/tasks`, which would match it
-    app.include_router(tasks.compatible_router())
+    app.include_router(compatible)
     app.include_router(events_router)
     if settings.accounts_active:
         app.include_router(accounts_router)
@@ -90,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost last: request ids wrap everything, CORS answers preflights before the guard.
     # Idempotency keys inside the guard: the body they fingerprint is bounded and complete.
-    app.add_middleware(IdempotencyMiddleware, runtime=runtime)
+    app.add_middleware(IdempotencyMiddleware, runtime=runtime, routes=keyed)
     app.add_middleware(
         BodyGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     events_heartbeat_seconds: float = Field(default=15.0, gt=0)
     events_max_streams_per_user: int = Field(default=10, ge=1)
     events_send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A stream ends after this long and its client resumes: long-lived connections then spread
+    # over the instances that serve at the time (after a deploy or a scale-out).
+    events_max_stream_seconds: float = Field(default=3600.0, gt=0)
     # Security headers and metrics (SPEC §8)
     hsts_max_age: int = Field(default=0, ge=0)
     metrics_enabled: bool = True

@@ -120,8 +120,9 @@ class Runtime:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection for one short step outside a request's own (an event stream
-        reading the feed), lent in turn and in the same mode as `get_connection` lends one."""
+        """A pooled connection, lent in turn (`ConnectionTurns`): autocommit, or one
+        transaction behind a transaction pooler (`get_connection` says why). A request's
+        connection, and those of the work around requests (streams, idempotency keys)."""
         async with self.turns.turn():
             if self.settings.db_statement_cache:
                 async with self.autocommit.connect() as connection:
@@ -163,14 +164,8 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     driver's prepare and execute must reach the same server connection, which only a
     transaction guarantees, so there each request is one transaction instead.
     """
-    runtime = runtime_of(request)
-    async with runtime.turns.turn():
-        if runtime.settings.db_statement_cache:
-            async with runtime.autocommit.connect() as connection:
-                yield connection
-        else:
-            async with runtime.engine.begin() as connection:
-                yield connection
+    async with runtime_of(request).connection() as connection:
+        yield connection
 
 
 DatabaseDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]

@@ -508,6 +508,34 @@ async def test_a_key_on_a_read_or_outside_the_task_api_is_ignored(
     assert await key_rows(db) == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("PUT", "/api/tasks", 405),
+        ("PUT", "/api/tasks/{id}/complete", 405),
+        ("PUT", "/api/tags/work", 405),
+        ("POST", "/api/tasks/{id}", 405),
+        ("PATCH", "/api/tasks/stats", 405),
+        ("DELETE", "/api/tasks/{id}/nothing", 404),
+    ],
+)
+async def test_a_key_on_a_method_or_path_no_route_serves_changes_nothing(
+    client: AsyncClient, db: DatabaseProbe, method: str, path: str, status: int
+) -> None:
+    """Only a real write route takes a key: a 405 or 404 is the router's answer, also when the
+    key was used before (not a 422), and reserves nothing."""
+    key = new_key()
+    first = await client.post("/api/tasks", json={"title": "A"}, headers=keyed(key))
+    assert first.status_code == 201
+    target = path.format(id=first.json()["id"])
+    for sent in (key, new_key()):
+        response = await client.request(method, target, json={"title": "B"}, headers=keyed(sent))
+        assert response.status_code == status, response.text
+        assert REPLAYED not in response.headers
+    assert [row["key"] for row in await key_rows(db)] == [key]
+    assert await db.count_tasks("alice") == 1
+
+
 async def test_expired_keys_are_purged(settings: Settings, db: DatabaseProbe) -> None:
     """Each process deletes expired keys after a keyed request, at most every few minutes:
     a freshly started app does so after its first one."""

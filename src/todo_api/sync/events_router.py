@@ -44,6 +44,22 @@ TOO_MANY_STREAMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# One event of the stream, as the SSE fields a client's parser hands it (`data` is JSON text:
+# the `ready` cursor, one change of the feed, or `{"task": …}` for a reminder).
+EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": ["ready", "task.upserted", "task.deleted", "task.reminder"],
+        },
+        "id": {"type": "string", "description": "The feed cursor after this change."},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["event", "data"],
+}
+
+
 def _json_errors(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
     """The stream route's error answers as documented: JSON. (FastAPI would file their schema
     under the route's own media type, `text/event-stream`.)"""
@@ -97,7 +113,7 @@ async def create_ticket(user: CurrentUser, db: DatabaseDep) -> StreamTicket:
         200: documented_response(
             "The stream of events",
             content={
-                "text/event-stream": {"schema": {"type": "string"}, "example": STREAM_EXAMPLE}
+                "text/event-stream": {"schema": EVENT_SCHEMA, "example": STREAM_EXAMPLE}
             },
         ),
         **_json_errors({**error_responses(400, 401, 410, 503), **TOO_MANY_STREAMS}),

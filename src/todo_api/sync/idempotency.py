@@ -26,13 +26,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from sqlalchemy import and_, delete, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -63,8 +63,6 @@ logger = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# `/api/tasks…`, `/api/tags…` and the compatible `/api/{user_id}/tasks…`.
-KEYED_PATHS = re.compile(r"/api/(?:tasks|tags|[^/]+/tasks)(?:/|$)")
 VALID_KEY = re.compile(rb"[\x20-\x7e]{1,255}")
 KEY_RULE = "must be sent once, as 1 to 255 printable ASCII characters"
 # A reservation still unanswered after this long belongs to a request that died (its process
@@ -76,6 +74,28 @@ PURGE_INTERVAL_SECONDS = 300.0
 STORED_HEADERS = frozenset({b"content-type", b"location", b"etag", b"allow"})
 CLAIM_ATTEMPTS = 3
 DATABASE_ERRORS = (SQLAlchemyError, OSError, ServiceUnavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRoute:
+    """A write route that takes an `Idempotency-Key`. Also the label of an answer given before
+    the router ran (a replay, 400, 409, 422, 503): the access log and the metrics read its
+    `path_format`, as they read the router's own route."""
+
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    path_format: str
+
+
+def keyed_routes(*routers: APIRouter) -> list[KeyedRoute]:
+    """The write routes of these routers, as the middleware matches them: a request that no
+    write route serves (a 404, a 405) passes through untouched, key or not."""
+    return [
+        KeyedRoute(route.path_regex, frozenset(route.methods) & WRITE_METHODS, route.path_format)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.methods and route.methods & WRITE_METHODS
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,24 +224,23 @@ class IdempotencyMiddleware:
     and JSON, and a 408, 413 or 415 from the guard reserves nothing.
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, routes: list[KeyedRoute]) -> None:
         self.app = app
         self.runtime = runtime
+        self.routes = routes
         self.ttl = timedelta(seconds=runtime.settings.idempotency_ttl_seconds)
         self._next_purge = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in WRITE_METHODS
-            or not KEYED_PATHS.match(scope["path"])
-        ):
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
             await self.app(scope, receive, send)
             return
         sent_keys = [value for name, value in scope["headers"] if name == b"idempotency-key"]
-        if not sent_keys:
+        route = self._route_of(scope) if sent_keys else None
+        if route is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = route  # the router puts its own in its place, if it runs
         try:
             caller = await self._caller(scope)
         except DATABASE_ERRORS as exc:
@@ -244,11 +263,17 @@ class IdempotencyMiddleware:
             await _send_error(scope, send, error)
             return
         if isinstance(claimed, Answer):
-            _name_route(scope)
             await _send_answer(send, claimed, replayed=True)
         else:
             await self._run(scope, _replaying(body, receive), send, caller.id, key, claimed)
         await self._purge_now_and_then()
+
+    def _route_of(self, scope: Scope) -> KeyedRoute | None:
+        method, path = scope["method"], scope["path"]
+        for route in self.routes:
+            if method in route.methods and route.pattern.match(path):
+                return route
+        return None
 
     async def _caller(self, scope: Scope) -> Identity | None:
         """Who the token speaks for (their `users` row made, as the routes make it), or None
@@ -265,7 +290,7 @@ class IdempotencyMiddleware:
         and the 409."""
         for _ in range(CLAIM_ATTEMPTS):
             now = utcnow()
-            async with self._connection() as connection:
+            async with self.runtime.connection() as connection:
                 if await reserve(
                     connection, user_id, key, fingerprint, now=now, expired_before=now - self.ttl
                 ):
@@ -314,7 +339,7 @@ class IdempotencyMiddleware:
             answer.body,
         )
         try:
-            async with self._connection() as connection:
+            async with self.runtime.connection() as connection:
                 await store_answer(connection, user_id, key, reserved_at, stored)
         except DATABASE_ERRORS as exc:
             # The write itself is done, so its answer still goes out; a retry of this key
@@ -323,7 +348,7 @@ class IdempotencyMiddleware:
 
     async def _release(self, user_id: str, key: str, reserved_at: datetime) -> None:
         try:
-            async with self._connection() as connection:
+            async with self.runtime.connection() as connection:
                 await release(connection, user_id, key, reserved_at)
         except DATABASE_ERRORS as exc:
             logger.warning("could not release an idempotency key (%s)", type(exc).__name__)
@@ -336,23 +361,10 @@ class IdempotencyMiddleware:
             return
         self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
         try:
-            async with self._connection() as connection:
+            async with self.runtime.connection() as connection:
                 await purge_expired(connection, utcnow() - self.ttl)
         except DATABASE_ERRORS as exc:
             logger.warning("could not purge expired idempotency keys (%s)", type(exc).__name__)
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection taken in turn, as a route's (`runtime.get_connection`): each
-        statement its own transaction, or one transaction behind a transaction pooler."""
-        runtime = self.runtime
-        async with runtime.turns.turn():
-            if runtime.settings.db_statement_cache:
-                async with runtime.autocommit.connect() as connection:
-                    yield connection
-            else:
-                async with runtime.engine.begin() as connection:
-                    yield connection
 
 
 class _Capture:
@@ -424,35 +436,6 @@ def _unavailable(exc: BaseException) -> TodoApiError:
     return error
 
 
-# The route templates of the keyed paths, to label answers given before the router ran.
-_ROUTE_OF_PATH = re.compile(
-    r"/api/(?P<owner>(?!tasks/|tags/)[^/]+/)?(?:(?P<tasks>tasks)(?P<task>/[^/]+(?P<complete>/complete)?)?"
-    r"|(?P<tags>tags)(?P<tag>/[^/]+)?)"
-)
-
-
-def _name_route(scope: Scope) -> None:
-    """Label an answer given short of the router (a replay, 400, 409, 422, 503) with its route
-    template, as the router labels the others, for the access log and the metrics. FastAPI
-    resolves nested routers only while dispatching, so the template is read off the path; a
-    path no route serves keeps no label (the router would have answered 404)."""
-    match = _ROUTE_OF_PATH.fullmatch(scope["path"])
-    if match is None or (match["owner"] and not match["tasks"]):
-        return
-    owner = "/{user_id}" if match["owner"] else ""
-    if match["tags"]:
-        template = "/api/tags" + ("/{name}" if match["tag"] else "")
-    else:
-        suffix = ("/{task_id}" if match["task"] else "") + (match["complete"] or "")
-        template = f"/api{owner}/tasks{suffix}"
-    scope["route"] = _RouteLabel(template)
-
-
-@dataclass(frozen=True, slots=True)
-class _RouteLabel:
-    path_format: str
-
-
 async def _send_answer(send: Send, answer: Answer, *, replayed: bool = False) -> None:
     headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
     if replayed:
@@ -462,7 +445,6 @@ async def _send_answer(send: Send, answer: Answer, *, replayed: bool = False) ->
 
 
 async def _send_error(scope: Scope, send: Send, error: TodoApiError) -> None:
-    _name_route(scope)
     headers = [(b"content-type", b"application/json")]
     headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
     body = json.dumps(error.body()).encode()
@@ -517,13 +499,14 @@ KEY_RESPONSES = {
 }
 
 
-def document_idempotent_writes(document: dict[str, Any]) -> dict[str, Any]:
+def document_idempotent_writes(
+    document: dict[str, Any], routes: list[KeyedRoute]
+) -> dict[str, Any]:
     """Add the header, the replay marker and the 409 and 422 to every keyed write."""
+    keyed = {(method.lower(), route.path_format) for route in routes for method in route.methods}
     for path, operations in document.get("paths", {}).items():
-        if not KEYED_PATHS.match(path):
-            continue
         for method, operation in operations.items():
-            if method.upper() not in WRITE_METHODS:
+            if (method, path) not in keyed:
                 continue
             parameters = operation.setdefault("parameters", [])
             if KEY_PARAMETER not in parameters:

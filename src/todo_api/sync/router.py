@@ -21,6 +21,7 @@ class ChangesQuery(InputModel):
 
     since: str | None = Field(
         None,
+        min_length=1,
         description="The `cursor` of your last answer (or the `id` of the last event); "
         "absent: a full sync, every task you have.",
     )

@@ -62,6 +62,7 @@ class StreamEnded:
     CLIENT_STOPPED_READING = "client stopped reading"
     TOKEN_EXPIRED = "token expired"  # noqa: S105 (a reason, not a password)
     CURSOR_EXPIRED = "cursor expired"
+    LIFETIME_REACHED = "EVENTS_MAX_STREAM_SECONDS reached"
 
 
 class TaskReminder(BaseModel):
@@ -257,6 +258,7 @@ class EventStream(Response):
         loop = asyncio.get_running_loop()
         heartbeat = self._settings.events_heartbeat_seconds
         next_beat = loop.time() + heartbeat
+        lifetime_ends = loop.time() + self._settings.events_max_stream_seconds
         ends_at = math.inf
         if self._expires_at is not None:
             ends_at = loop.time() + (self._expires_at - time.time())
@@ -267,6 +269,8 @@ class EventStream(Response):
             now = loop.time()
             if now >= ends_at:
                 return StreamEnded.TOKEN_EXPIRED
+            if now >= lifetime_ends:
+                return StreamEnded.LIFETIME_REACHED
             beat = now >= next_beat
             if beat:
                 next_beat = now + heartbeat
@@ -277,7 +281,7 @@ class EventStream(Response):
                 await self._catch_up(sender, mailbox, refresh=beat)
             while mailbox.reminders and mailbox.ended is None:
                 await self._remind(sender, mailbox.reminders.popleft())
-            wait = min(next_beat, ends_at) - loop.time()
+            wait = min(next_beat, ends_at, lifetime_ends) - loop.time()
             if wait > 0:
                 with suppress(TimeoutError):
                     async with asyncio.timeout(wait):

@@ -334,23 +334,32 @@ class TaskStats(BaseModel):
     overdue: int
 
 
+def _or_empty(schema: dict[str, Any]) -> None:
+    """The document says what the API does: a choice parameter also takes the empty value,
+    which means "not given" (`TaskListQuery._empty_means_absent`)."""
+    schema["enum"] = [*schema["enum"], ""]
+
+
 class TaskListQuery(InputModel):
     """Query parameters of `GET /api/tasks`. An empty value (`priority=`) means "not given",
     as forms send it; but `tag=` is a tag, and an empty one is no valid tag (400)."""
 
     # `SkipJsonSchema[None]`: a query parameter is a value or absent, never null, so the
     # document offers only the values (Swagger UI then shows a choice, not a text box).
-    status: Status = Field("all", description="Completion filter.")
+    status: Status = Field("all", description="Completion filter.", json_schema_extra=_or_empty)
     priority: Priority | SkipJsonSchema[None] = Field(
-        None, description="Only tasks of this priority."
+        None, description="Only tasks of this priority.", json_schema_extra=_or_empty
     )
     # The length limit on the string member: on the union it would apply to None too.
     q: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = Field(
         None, description="Case-insensitive substring of title or description."
     )
-    sort: SortField = Field("created", description="Sort key; ties are broken by id.")
+    sort: SortField = Field(
+        "created", description="Sort key; ties are broken by id.", json_schema_extra=_or_empty
+    )
     order: Order | SkipJsonSchema[None] = Field(
         None,
+        json_schema_extra=_or_empty,
         description="Direction. Default per sort: created and updated newest first, title A→Z, "
         "due_date soonest first, priority high first. Tasks without a due date sort as due "
         "last; tasks without a priority as the lowest priority.",
@@ -366,6 +375,7 @@ class TaskListQuery(InputModel):
     )
     due: DueFilter | SkipJsonSchema[None] = Field(
         None,
+        json_schema_extra=_or_empty,
         description="overdue: pending and due before now; today: due within the current day "
         "in `tz`; none: no due date.",
     )
