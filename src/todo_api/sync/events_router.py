@@ -112,9 +112,7 @@ async def create_ticket(user: CurrentUser, db: DatabaseDep) -> StreamTicket:
     responses={
         200: documented_response(
             "The stream of events",
-            content={
-                "text/event-stream": {"schema": EVENT_SCHEMA, "example": STREAM_EXAMPLE}
-            },
+            content={"text/event-stream": {"schema": EVENT_SCHEMA, "example": STREAM_EXAMPLE}},
         ),
         **_json_errors({**error_responses(400, 401, 410, 503), **TOO_MANY_STREAMS}),
     },
