@@ -293,20 +293,21 @@ def test_listing_parameters_have_their_values_and_defaults(document: dict[str, A
         "remind_before",
     ]
     schemas = {name: parameter["schema"] for name, parameter in parameters.items()}
+    # Each choice also offers the empty value, which the API reads as "not given".
     assert all(parameter["in"] == "query" for parameter in parameters.values())
     assert not any(parameter["required"] for parameter in parameters.values())
-    assert schemas["status"]["enum"] == ["all", "pending", "completed"]
+    assert schemas["status"]["enum"] == ["all", "pending", "completed", ""]
     assert schemas["status"]["default"] == "all"
-    assert schemas["priority"]["enum"] == ["low", "medium", "high"]
-    assert schemas["sort"]["enum"] == ["created", "title", "due_date", "priority", "updated"]
+    assert schemas["priority"]["enum"] == ["low", "medium", "high", ""]
+    assert schemas["sort"]["enum"] == ["created", "title", "due_date", "priority", "updated", ""]
     assert schemas["sort"]["default"] == "created"
-    assert schemas["order"]["enum"] == ["asc", "desc"]
+    assert schemas["order"]["enum"] == ["asc", "desc", ""]
     assert (schemas["limit"]["minimum"], schemas["limit"]["maximum"]) == (1, 1000)
     assert schemas["limit"]["default"] == 100
     assert schemas["q"]["type"] == schemas["cursor"]["type"] == "string"
     assert schemas["tag"]["type"] == "array"
     assert schemas["tag"]["items"]["maxLength"] == 50
-    assert schemas["due"]["enum"] == ["overdue", "today", "none"]
+    assert schemas["due"]["enum"] == ["overdue", "today", "none", ""]
     assert schemas["tz"]["default"] == "UTC"
     for moment in ("due_from", "due_to", "remind_before"):
         # A date or a date-time, read in `tz`: no JSON Schema format says that.

@@ -313,12 +313,11 @@ class PostgresRelay:
             else:
                 try:
                     await self._serve(connection, connected_before, was_failing=failing)
-                except (
-                    OSError,
-                    TimeoutError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                ) as exc:
+                except Exception as exc:
+                    # Whatever ends the connection ends only the connection: besides its network
+                    # and server errors, asyncpg raises InternalClientError ("another operation
+                    # is in progress") when the server dies mid-statement. The relay must outlive
+                    # them all (CI: a database stopped under load), so it reconnects.
                     problem = f"the LISTEN connection was lost ({type(exc).__name__})"
                 finally:
                     connection.terminate()
