@@ -22,7 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from tests.conftest import SECRET
 from todo_api.config import Settings
 from todo_api.db import create_engine
-from todo_api.sync.feed import _feed_statement
+from todo_api.sync.feed import changes_statement
 from todo_api.tasks.repository import list_tasks_page, list_tasks_statement
 from todo_api.tasks.schemas import DueFilter, Order, Priority, SortField, Status, TaskListQuery
 
@@ -367,7 +367,7 @@ async def test_the_change_feed_is_served_by_its_indexes(
     from their `(user_id, number)` indexes, never the whole table. (PostgreSQL may sort what
     the index selected rather than read it in order, when few rows are left after the cursor.)"""
     seen = 0 if position == "full-sync" else OWNED_TASKS // 2
-    compiled = _feed_statement(OWNER, seen, seen, 500).compile(dialect=engine.dialect)
+    compiled = changes_statement(OWNER, seen, seen, 500).compile(dialect=engine.dialect)
     assert isinstance(compiled, SQLCompiler)
     plan = await _plan(engine, compiled, kind)
     nodes = list(_nodes(plan))

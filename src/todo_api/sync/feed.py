@@ -79,7 +79,9 @@ async def read_changes(
     start = parse_cursor(since) if since is not None else None
     # Without `since`, tombstones are not wanted at all: any bound above every number will do.
     seen, tombstones_after = (start.seen, start.known) if start else (0, 2**62)
-    rows = (await connection.execute(_feed_statement(user_id, seen, tombstones_after, limit))).all()
+    rows = (
+        await connection.execute(changes_statement(user_id, seen, tombstones_after, limit))
+    ).all()
     head, purged_through = 0, 0
     found: list[Any] = []
     for row in rows:
@@ -121,7 +123,7 @@ def change_json(change: Change) -> bytes:
     return change_adapter.dump_json(change_body(change))
 
 
-def _feed_statement(user_id: str, seen: int, tombstones_after: int, limit: int) -> Any:
+def changes_statement(user_id: str, seen: int, tombstones_after: int, limit: int) -> Any:
     """One statement, so one snapshot: the changed tasks, the tombstones, and the user's head
     (newest change number and what has been purged), each branch read in order from its
     index. Rows of the other branches carry typed NULLs in the task's columns."""
