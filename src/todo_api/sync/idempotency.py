@@ -54,6 +54,7 @@ from todo_api.errors import (
     error_body,
     unavailability,
 )
+from todo_api.limits import replaying
 from todo_api.openapi import documented_response, json_example
 from todo_api.runtime import Runtime
 from todo_api.sync.models import idempotency_keys_table as keys
@@ -265,7 +266,7 @@ class IdempotencyMiddleware:
         if isinstance(claimed, Answer):
             await _send_answer(send, claimed, replayed=True)
         else:
-            await self._run(scope, _replaying(body, receive), send, caller.id, key, claimed)
+            await self._run(scope, replaying(body, receive), send, caller.id, key, claimed)
         await self._purge_now_and_then()
 
     def _route_of(self, scope: Scope) -> KeyedRoute | None:
@@ -413,19 +414,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 def _unavailable(exc: BaseException) -> TodoApiError:
