@@ -257,21 +257,28 @@ def _clean_message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-async def _handle_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [dict(e, msg=_clean_message(e)) for e in exc.errors()]
-    if errors and errors[0].get("type") == "json_invalid":
-        # Not a field's fault: its location is a character position in the text.
-        return JSONResponse(error_body(INVALID_JSON), status_code=400)
+def validation_error_body(raw_errors: Sequence[Any]) -> dict[str, Any]:
+    """The 400 body for pydantic's errors, located as FastAPI locates them (`("body",
+    "title")`): one sentence naming the first field, then one entry per field. The MCP tools
+    answer their invalid arguments with it too, so an agent reads the REST API's sentence."""
+    errors = [dict(e, msg=_clean_message(e)) for e in raw_errors]
     # One entry per field: a value that fits no member of a union (`order=up` is neither
     # 'asc' nor 'desc' nor absent) gets one error per member; the first one says it.
     by_field: dict[str, str] = {}
     for error in errors:
         by_field.setdefault(_field_name(error.get("loc", ())), error["msg"])
-    body = error_body(
+    return error_body(
         _validation_detail(errors[0]) if errors else BadRequest.detail,
         errors=[{"field": field, "message": message} for field, message in by_field.items()],
     )
-    return JSONResponse(body, status_code=400)
+
+
+async def _handle_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        # Not a field's fault: its location is a character position in the text.
+        return JSONResponse(error_body(INVALID_JSON), status_code=400)
+    return JSONResponse(validation_error_body(errors), status_code=400)
 
 
 async def _handle_api_error(request: Request, exc: TodoApiError) -> JSONResponse:
