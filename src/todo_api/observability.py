@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -64,6 +65,8 @@ def configure_logging(level: str, fmt: str) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # The MCP SDK logs each stateless request's start and end at INFO: the access log says it.
+    logging.getLogger("mcp").setLevel(logging.WARNING)
 
 
 def _request_id(scope: Scope) -> str:
@@ -152,6 +155,8 @@ class RequestContextMiddleware:
                     "duration_ms": round(duration * 1000, 2),
                     "request_id": request_id,
                     "user_id": state.get("user_id"),
+                    # Which of `--workers` answered: a client's requests may reach any of them.
+                    "worker_pid": os.getpid(),
                 },
             )
 
