@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from todo_api import health, metrics
 from todo_api.auth.router import router as accounts_router
@@ -14,6 +15,8 @@ from todo_api.docs import API_DESCRIPTION, TAGS
 from todo_api.docs import router as docs_router
 from todo_api.errors import drop_422_from_openapi, install_error_handlers
 from todo_api.limits import BodyGuardMiddleware
+from todo_api.mcp.metadata import router as mcp_metadata_router
+from todo_api.mcp.server import MCP_PATH, McpEndpoint
 from todo_api.migrations import upgrade_to_head
 from todo_api.observability import RequestContextMiddleware
 from todo_api.runtime import Runtime
@@ -35,6 +38,8 @@ EXPOSED_HEADERS = [
     "Idempotent-Replayed",
     "Link",
     "Location",
+    # A browser MCP client (MCP Inspector) reads the challenge to find the resource metadata.
+    "WWW-Authenticate",
     "X-Next-Cursor",
     "X-Request-ID",
 ]
@@ -44,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; nothing here touches the database until start-up."""
     settings = settings or Settings()
     runtime = Runtime.from_settings(settings)
+    mcp = McpEndpoint(runtime)
     pool_size = getattr(runtime.engine.pool, "size", lambda: 0)()
 
     @asynccontextmanager
@@ -58,8 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.events.start()
         runtime.reminders.start()  # after the migrations: it reads `tasks.reminder_pending`
         runtime.housekeeping.start()
+        await mcp.start()
         with streams_end_on_exit_signals(runtime.events):
             yield
+        await mcp.close()
         metrics.forget_pool(pool_size)
         await runtime.close()
 
@@ -90,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tags_router)  # before `/api/{user_id}/tasks`, which would match it
     app.include_router(compatible)
     app.include_router(events_router)
+    app.include_router(mcp_metadata_router)
+    app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))  # an ASGI app
     if settings.accounts_active:
         app.include_router(accounts_router)
     if settings.metrics_enabled:
@@ -116,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "If-None-Match",
             # EventSource sends it when it reconnects to resume a stream (GET /api/events).
             "Last-Event-ID",
+            # MCP clients send them on every request after the first (SPEC §12).
+            "Mcp-Protocol-Version",
+            "Mcp-Session-Id",
             "X-Request-ID",
         ],
         expose_headers=EXPOSED_HEADERS,

@@ -182,14 +182,14 @@ class Settings(BaseSettings):
     @property
     def jwks_issuer(self) -> str | None:
         """Expected `iss` of JWKS-verified tokens: Better Auth uses its origin."""
-        return self.jwt_issuer or self._better_auth_origin
+        return self.jwt_issuer or self.better_auth_origin
 
     @property
     def jwks_audience(self) -> str | None:
-        return self.jwt_audience or self._better_auth_origin
+        return self.jwt_audience or self.better_auth_origin
 
     @property
-    def _better_auth_origin(self) -> str | None:
+    def better_auth_origin(self) -> str | None:
         url = self.better_auth_url
         if url is None:
             return None

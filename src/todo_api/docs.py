@@ -49,6 +49,13 @@ TAGS = [
         "change after a cursor, deletes included) and live events (`GET /api/events`, "
         "Server-Sent Events carrying the same changes as they happen).",
     },
+    {
+        "name": "mcp",
+        "description": "The tasks as tools for AI agents: `POST /mcp` speaks the Model Context "
+        "Protocol (streamable HTTP, stateless) with the same bearer token; its eight tools are "
+        "described by the protocol's `tools/list`, not here. The metadata below tells an MCP "
+        "client where to get a token.",
+    },
     {"name": "accounts", "description": "Built-in email and password accounts (when enabled)."},
     {"name": "health", "description": "Liveness and readiness probes; no token needed."},
 ]

@@ -32,6 +32,8 @@ KEYED_WRITE = {409, 422}
 ERRORS: dict[tuple[str, str], set[int]] = {
     ("get", "/health"): set(),
     ("get", "/health/ready"): {503},
+    ("get", "/.well-known/oauth-protected-resource"): set(),
+    ("get", "/.well-known/oauth-protected-resource/mcp"): set(),
     ("get", "/api/tasks"): {400, 401, 503},
     ("post", "/api/tasks"): {400, 401, 408, 413, 415, 503, *KEYED_WRITE},
     ("get", "/api/tasks/stats"): {401, 503},
