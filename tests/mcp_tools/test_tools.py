@@ -457,3 +457,42 @@ async def test_only_post_is_served(client: AsyncClient, method: str) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json() == {"detail": "Method not allowed"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A lone surrogate, as JSON escapes: the SDK's JSON parser refuses the message (-32700).
+        rb'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":{"title":"a\ud800b"}}}',
+        rb'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add\udfff","arguments":{}}}',
+        rb'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":{"\ud800":"x","title":"t"}}}',
+        # Raw bytes that are no UTF-8 (an encoded surrogate).
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":{"title":"a\xed\xa0\x80b"}}}',
+        # NUL: a refusal naming the field, as on REST.
+        rb'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":{"title":"a\u0000b"}}}',
+        rb'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tasks","arguments":{"q":"\u0000"}}}',
+        # Not the shapes the protocol allows.
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":["x"]}}',
+        b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]',
+        b"not json",
+    ],
+)
+async def test_hostile_messages_are_refused_and_write_nothing(
+    client: AsyncClient, db: DatabaseProbe, body: bytes
+) -> None:
+    headers = {
+        **auth("alice"),
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": PROTOCOL,
+    }
+    response = await client.post("/mcp", content=body, headers=headers)
+    assert response.status_code in (200, 400), response.text
+    answer = response.json()
+    if "result" in answer:
+        assert answer["result"]["isError"] is True
+        assert answer["result"]["content"][0]["text"].startswith("Invalid field '")
+    else:
+        assert answer["error"]["code"] in (-32700, -32600, -32602)
+        assert "Traceback" not in response.text
+    assert await db.count_tasks() == 0
