@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TODO_API
+from tests.conftest import SECRET, TODO_API, environment_without_settings
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -64,6 +64,19 @@ def live_group_members(pgid: int) -> list[int]:
             if int(group) == pgid and state != "Z":
                 members.append(int(entry.name))
     return members
+
+
+def server_environment(database_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment a test's `todo-api serve` runs with: none of the developer's own
+    settings, the given database, the tests' secret, JSON logs, and `settings` on top."""
+    return {
+        **environment_without_settings(),
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "LOG_FORMAT": "json",
+        "DATA_DIR": str(data_dir),
+        **settings,
+    }
 
 
 @contextmanager

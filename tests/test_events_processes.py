@@ -28,12 +28,11 @@ import pytest
 
 from tests.conftest import (
     SECRET,
-    environment_without_settings,
     fetch,
     make_token,
     throwaway_database,
 )
-from tests.processes import Server, log_entries, running_server
+from tests.processes import Server, log_entries, running_server, server_environment
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +43,14 @@ EVENT_TIMEOUT = 5.0
 
 
 def server_env(database_url: str, cwd: Path) -> dict[str, str]:
-    return {
-        **environment_without_settings(),
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "DATA_DIR": str(cwd / "state"),
-        "EVENTS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-        "EVENTS_SEND_TIMEOUT_SECONDS": str(SEND_TIMEOUT_SECONDS),
+    return server_environment(
+        database_url,
+        cwd / "state",
+        EVENTS_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
+        EVENTS_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_SECONDS),
         # Streams end at the token's `exp` itself, so the expiry test need not wait 30 s.
-        "JWT_LEEWAY_SECONDS": "0",
-    }
+        JWT_LEEWAY_SECONDS="0",
+    )
 
 
 @dataclass

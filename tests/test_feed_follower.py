@@ -24,13 +24,11 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    SECRET,
     asyncpg_dsn,
-    environment_without_settings,
     make_token,
     throwaway_database,
 )
-from tests.processes import Server, running_server
+from tests.processes import Server, running_server, server_environment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -246,13 +244,7 @@ async def _stored_ids(dsn: str, user: str) -> set[str]:
 
 def test_a_follower_never_misses_a_change(postgres_admin_url: str, tmp_path: Path) -> None:
     with throwaway_database(postgres_admin_url, "todo_api_follower") as url:
-        env = {
-            **environment_without_settings(),
-            "DATABASE_URL": url,
-            "BETTER_AUTH_SECRET": SECRET,
-            "LOG_FORMAT": "json",
-            "DATA_DIR": str(tmp_path / "state"),
-        }
+        env = server_environment(url, tmp_path / "state")
         (tmp_path / "one").mkdir()
         (tmp_path / "two").mkdir()
         with (

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings, fetch, throwaway_database
-from tests.processes import issue_token, running_server
+from tests.conftest import fetch, throwaway_database
+from tests.processes import issue_token, running_server, server_environment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -33,13 +33,7 @@ def post_keyed(base_url: str, token: str, body: dict[str, object]) -> httpx.Resp
 def test_a_key_replays_on_another_instance_and_after_a_restart(
     database: str, tmp_path: Path
 ) -> None:
-    env = {
-        **environment_without_settings(),
-        "DATABASE_URL": database,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "DATA_DIR": str(tmp_path / "state"),
-    }
+    env = server_environment(database, tmp_path / "state")
     token = issue_token("--sub", USER, cwd=tmp_path, env=env)
     args = ["--host", "127.0.0.1"]
     for name in ("first", "second", "restarted"):

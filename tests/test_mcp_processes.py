@@ -36,28 +36,17 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
 
 from tests.conftest import (
-    SECRET,
-    environment_without_settings,
     fetch,
     make_token,
     stored_tags,
     throwaway_database,
 )
-from tests.processes import Server, log_entries, running_server
+from tests.mcp_tools import TOOL_NAMES
+from tests.processes import Server, log_entries, running_server, server_environment
 from todo_api.mcp.server import INSTRUCTIONS
 
 pytestmark = pytest.mark.slow
 
-TOOL_NAMES = [
-    "add_task",
-    "list_tasks",
-    "get_task",
-    "update_task",
-    "complete_task",
-    "delete_task",
-    "task_stats",
-    "list_tags",
-]
 REQUIRED_ARGUMENTS = {
     "add_task": ["title"],
     "list_tasks": [],
@@ -181,16 +170,6 @@ def as_stored(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def server_env(database_url: str, cwd: Path) -> dict[str, str]:
-    return {
-        **environment_without_settings(),
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "DATA_DIR": str(cwd / "state"),
-    }
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -202,14 +181,14 @@ def deployment(
     args = ["--host", "127.0.0.1", "--workers", "2"]
     if request.param == "sqlite":
         url = f"sqlite:///{cwd / 'todo.db'}"
-        with running_server(args, cwd=cwd, env=server_env(url, cwd)) as server:
+        with running_server(args, cwd=cwd, env=server_environment(url, cwd / "state")) as server:
             yield Deployment(server, "sqlite", url)
             assert server.stop() == 0, server.stderr()
         return
     admin_url: str = request.getfixturevalue("postgres_admin_url")
     with (
         throwaway_database(admin_url, "todo_api_mcp") as url,
-        running_server(args, cwd=cwd, env=server_env(url, cwd)) as server,
+        running_server(args, cwd=cwd, env=server_environment(url, cwd / "state")) as server,
     ):
         yield Deployment(server, "postgresql", url)
         assert server.stop() == 0, server.stderr()

@@ -21,7 +21,7 @@ from tests.conftest import (
     running,
     throwaway_database,
 )
-from tests.processes import issue_token, log_entries, running_server
+from tests.processes import issue_token, log_entries, running_server, server_environment
 from todo_api.config import Settings
 
 SECURITY_HEADERS = {
@@ -276,13 +276,7 @@ REFUSE_NEW_ROWS = {
 def test_a_database_error_is_logged_without_the_data_it_was_given(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        **environment_without_settings(),
-        "DATABASE_URL": fresh_database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "DATA_DIR": str(tmp_path / "state"),
-    }
+    env = server_environment(fresh_database_url, tmp_path / "state")
     email, name, password = "leak.check@example.com", "Leaky McLeakface", "correct horse leak"
     title, description = "Confidential merger plan", "Tell nobody about Project Nightingale"
     dialect = "postgresql" if fresh_database_url.startswith("postgresql") else "sqlite"

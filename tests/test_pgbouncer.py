@@ -33,13 +33,12 @@ from tests.conftest import (
     SECRET,
     asyncpg_dsn,
     auth,
-    environment_without_settings,
     fetch,
     make_token,
     running,
     throwaway_database,
 )
-from tests.processes import free_port, running_server
+from tests.processes import free_port, running_server, server_environment
 from todo_api.config import Settings
 
 pytestmark = pytest.mark.postgres
@@ -637,14 +636,7 @@ def test_two_worker_server_through_transaction_pooling(
 ) -> None:
     users = [f"pgb-server-{index}" for index in range(3)]
     with running_pgbouncer(pgbouncer_binary, fresh_database, tmp_path / "pgbouncer") as bouncer:
-        env = {
-            **environment_without_settings(),
-            "DATABASE_URL": bouncer.url(),
-            "DB_STATEMENT_CACHE": "false",
-            "BETTER_AUTH_SECRET": SECRET,
-            "LOG_FORMAT": "json",
-            "DATA_DIR": str(tmp_path / "state"),
-        }
+        env = server_environment(bouncer.url(), tmp_path / "state", DB_STATEMENT_CACHE="false")
         args = ["--host", "127.0.0.1", "--workers", "2"]
         with running_server(args, cwd=tmp_path, env=env) as server:
             asyncio.run(http_burst(server.base_url, users))

@@ -21,13 +21,11 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    SECRET,
-    environment_without_settings,
     fetch,
     make_token,
     throwaway_database,
 )
-from tests.processes import Server, live_group_members, running_server
+from tests.processes import Server, live_group_members, running_server, server_environment
 from todo_api.sync.events import REMINDERS_CHANNEL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -203,13 +201,7 @@ def database(postgres_admin_url: str) -> Iterator[str]:
 def test_each_reminder_reaches_each_stream_once_across_workers_and_instances(
     database: str, tmp_path: Path
 ) -> None:
-    env = {
-        **environment_without_settings(),
-        "DATABASE_URL": database,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "REMINDER_POLL_SECONDS": str(POLL_SECONDS),
-    }
+    env = server_environment(database, tmp_path / "state", REMINDER_POLL_SECONDS=str(POLL_SECONDS))
     folders = {label: tmp_path / label for label in STREAMS_PER_INSTANCE}
     for folder in folders.values():
         folder.mkdir()

@@ -14,20 +14,11 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from tests.conftest import TASK_FIELDS, DatabaseProbe, TaskFactory, auth, stored_tags
+from tests.mcp_tools import TOOL_NAMES
 
 PROTOCOL = "2025-06-18"
 NOT_PERMITTED = "Not authorized to access this task"
 NOT_FOUND = "Task not found"
-TOOL_NAMES = [
-    "add_task",
-    "list_tasks",
-    "get_task",
-    "update_task",
-    "complete_task",
-    "delete_task",
-    "task_stats",
-    "list_tags",
-]
 
 
 async def rpc(

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings, fetch
-from tests.processes import running_server
+from tests.conftest import fetch
+from tests.processes import running_server, server_environment
 from tests.reliability.conftest import (
     LEAKS,
     UNAVAILABLE_DETAILS,
@@ -35,16 +35,13 @@ RECOVERED_SECONDS = 1.0
 
 
 def server_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        **environment_without_settings(),
-        "DATABASE_URL": database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_FORMAT": "json",
-        "DATA_DIR": str(tmp_path / "state"),
-        "DB_POOL_SIZE": "4",
-        "DB_MAX_OVERFLOW": "2",
-        "DB_POOL_TIMEOUT": str(POOL_TIMEOUT),
-    }
+    return server_environment(
+        database_url,
+        tmp_path / "state",
+        DB_POOL_SIZE="4",
+        DB_MAX_OVERFLOW="2",
+        DB_POOL_TIMEOUT=str(POOL_TIMEOUT),
+    )
 
 
 def readiness(base_url: str) -> tuple[httpx.Response, float]:
