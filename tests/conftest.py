@@ -49,9 +49,14 @@ def settings_env_names() -> set[str]:
     return {name.lower() for name in names}
 
 
+# What `todo-api serve` reads besides `Settings` (its command-line defaults).
+SERVE_ENV_NAMES = {"host", "port", "workers"}
+
+
 def environment_without_settings() -> dict[str, str]:
-    """The outer environment minus anything `Settings` would read, for CLI subprocesses."""
-    names = settings_env_names()
+    """The outer environment minus anything `Settings` or `todo-api serve` would read, for CLI
+    subprocesses."""
+    names = settings_env_names() | SERVE_ENV_NAMES
     return {key: value for key, value in os.environ.items() if key.lower() not in names}
 
 

@@ -124,3 +124,26 @@ def test_migrate_reports_an_unreachable_database_without_a_traceback(tmp_path: P
     )
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_serve_takes_host_port_and_workers_from_the_environment() -> None:
+    """A container's command line is fixed (`todo-api serve`); `PORT` and friends set it."""
+    script = (
+        "from todo_api.cli import build_parser; "
+        "args = build_parser().parse_args(['serve']); "
+        "print(args.host, args.port, args.workers)"
+    )
+    python = str(Path(TODO_API).parent / "python")
+    env = {**environment_without_settings(), "HOST": "10.1.2.3", "PORT": "8080", "WORKERS": "3"}
+    configured = subprocess.run(
+        [python, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert configured.stdout.split() == ["10.1.2.3", "8080", "3"]
+    unset = subprocess.run(
+        [python, "-c", script],
+        env=environment_without_settings(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert unset.stdout.split() == ["127.0.0.1", "8000", "1"]

@@ -210,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("serve", help="serve the API over HTTP")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--workers", type=int, default=1)
+    # In a container the command line is fixed and the environment configures it.
+    run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
     run.add_argument("--reload", action="store_true", help="restart on code changes (development)")
     run.set_defaults(handler=serve)
 
