@@ -181,6 +181,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 # In an order that SQLite's row-by-row deletes allow (deleting tasks writes tombstones).
 TABLES = (
+    "rate_limit_windows",
+    "login_failures",
+    "login_known_clients",
     "idempotency_keys",
     "stream_tickets",
     "event_streams",

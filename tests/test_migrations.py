@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, Connection, Uuid, bindparam, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import todo_api.auth.models
+import todo_api.shared_state.models
 import todo_api.sync.models
 import todo_api.tasks.models  # noqa: F401 (tables register on the metadata)
 from tests.conftest import SECRET, stored_tags

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     # How long a write's `Idempotency-Key` replays its first answer (SPEC §11: 24 h).
     idempotency_ttl_seconds: int = Field(default=86400, ge=60)
+    # Several instances (SPEC §13): where the state they share lives. Empty: the database;
+    # `redis://…`: Redis (rate limits, failed logins, stream tickets).
+    redis_url: str = ""
+    # Requests per user per minute on /api/… and /mcp; 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
 
     # True when no secret was configured and one was generated into `data_dir`.
     secret_generated: bool = Field(default=False, exclude=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from todo_api.auth.jwks import JwksClient
@@ -70,6 +71,8 @@ class Runtime:
     reminders: ReminderWorker
     # Purges tombstones past `SYNC_RETENTION_DAYS`, hourly (sync/housekeeping.py).
     housekeeping: Housekeeping
+    # Where the instances' shared state lives when `REDIS_URL` is set; None: the database.
+    redis: "Redis | None"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Runtime":
@@ -88,8 +91,10 @@ class Runtime:
                 max_age_seconds=settings.jwt_jwks_cache_seconds,
                 cooldown_seconds=settings.jwt_jwks_cooldown_seconds,
             )
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
+            redis=redis,
             engine=engine,
             autocommit=autocommit,
             http=http,
@@ -136,6 +141,8 @@ class Runtime:
         await self.housekeeping.close()
         await self.events.close()
         await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()
 
 

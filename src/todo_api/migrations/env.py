@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 
 # Imported for their side effect: registering the tables on the metadata.
 import todo_api.auth.models
+import todo_api.shared_state.models
 import todo_api.sync.models
 import todo_api.tasks.models  # noqa: F401
 from todo_api.config import Settings
