@@ -44,12 +44,19 @@ chromium:
 	}
 
 test: install $(BETTER_AUTH) chromium  ## the suite: SQLite always, PostgreSQL when reachable (required under CI=true)
-	$(BIN)/pytest -m "not fuzz"
+	$(BIN)/pytest -m "not fuzz and not container"
 
 # The hostile-input properties and Schemathesis over the whole API: a few thousand generated
 # requests per database, about five minutes, so apart from `make test`; CI runs both.
 test-fuzz: install
 	$(BIN)/pytest -m fuzz
+
+# The image for real (tests/deploy/test_container.py): a base made with mmdebstrap, the
+# Containerfile built and run with podman against PostgreSQL; about a minute with the base
+# cached (~/.cache/todo-api), so apart from `make test`; CI runs it. -s prints the figures.
+.PHONY: test-container
+test-container: install
+	$(BIN)/pytest -m container -s tests/deploy
 
 # openapi.json is the contract, checked in so that a change to it shows up in review; the
 # tests fail when it differs from the app's document. It describes the default set-up (a
