@@ -30,6 +30,8 @@ from todo_api.migrations import upgrade_to_head
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# A per-minute rate limit no test reaches unless it means to.
+NEVER_REFUSED = 1_000_000
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TODO_API = str(Path(sys.executable).parent / "todo-api")
 
@@ -176,6 +178,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         # No background round in the middle of a test that counts statements; the reminder
         # tests run their rounds themselves.
         reminder_poll_seconds=3600,
+        # The limiter stays on (its headers on every answer) but never refuses: tests that
+        # send many requests as one user are about something else (tests/api/test_rate_limits.py).
+        rate_limit_per_minute=NEVER_REFUSED,
     )
 
 

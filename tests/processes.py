@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SECRET, TODO_API, environment_without_settings
+from tests.conftest import NEVER_REFUSED, SECRET, TODO_API, environment_without_settings
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -75,6 +75,7 @@ def server_environment(database_url: str, data_dir: Path, **settings: str) -> di
         "BETTER_AUTH_SECRET": SECRET,
         "LOG_FORMAT": "json",
         "DATA_DIR": str(data_dir),
+        "RATE_LIMIT_PER_MINUTE": str(NEVER_REFUSED),
         **settings,
     }
 

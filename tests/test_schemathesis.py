@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, environment_without_settings
-from tests.processes import issue_token, running_server
+from tests.processes import issue_token, running_server, server_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 
@@ -23,15 +22,13 @@ RUN_TIMEOUT_SECONDS = 600
 
 
 def test_the_api_keeps_its_openapi_contract(fresh_database_url: str, tmp_path: Path) -> None:
-    env = {
-        **environment_without_settings(),
-        "DATABASE_URL": fresh_database_url,
-        "BETTER_AUTH_SECRET": SECRET,
-        "LOG_LEVEL": "warning",
-        "DATA_DIR": str(tmp_path / "state"),
+    env = server_environment(
+        fresh_database_url,
+        tmp_path / "state",
+        LOG_LEVEL="warning",
         # Schemathesis reads a response to its end: each event stream it opens ends at once.
-        "EVENTS_MAX_STREAM_SECONDS": "0.2",
-    }
+        EVENTS_MAX_STREAM_SECONDS="0.2",
+    )
     with running_server(["--workers", "1"], cwd=tmp_path, env=env) as server:
         token = issue_token("--sub", "schemathesis-user", cwd=tmp_path, env=env)
         result = subprocess.run(

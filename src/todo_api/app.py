@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from todo_api import health, metrics
+from todo_api.auth.dependencies import bearer_authentication
 from todo_api.auth.router import router as accounts_router
 from todo_api.config import Settings, announce_generated_secret
 from todo_api.docs import API_DESCRIPTION, TAGS
@@ -20,6 +21,7 @@ from todo_api.mcp.server import MCP_PATH, McpEndpoint
 from todo_api.migrations import upgrade_to_head
 from todo_api.observability import RequestContextMiddleware
 from todo_api.runtime import Runtime
+from todo_api.shared_state.rate_limits import document_rate_limits
 from todo_api.sync.events import streams_end_on_exit_signals
 from todo_api.sync.events_router import router as events_router
 from todo_api.sync.idempotency import (
@@ -38,6 +40,10 @@ EXPOSED_HEADERS = [
     "Idempotent-Replayed",
     "Link",
     "Location",
+    # Per-user rate limits (SPEC §13): what is left, and when to retry after a 429 or 503.
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
     # A browser MCP client (MCP Inspector) reads the challenge to find the resource metadata.
     "WWW-Authenticate",
     "X-Next-Cursor",
@@ -87,8 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     compatible = tasks.compatible_router()
     # Every write of these takes an `Idempotency-Key` (sync/idempotency.py).
     keyed = keyed_routes(tasks.router, tags_router, compatible)
-    app.openapi = lambda: document_idempotent_writes(  # type: ignore[method-assign]
-        drop_422_from_openapi(default_openapi()), keyed
+    app.openapi = lambda: document_rate_limits(  # type: ignore[method-assign]
+        document_idempotent_writes(drop_422_from_openapi(default_openapi()), keyed),
+        bearer_authentication.scheme_name,
     )
     install_error_handlers(app)
     app.include_router(health.router)

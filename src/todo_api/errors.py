@@ -127,6 +127,16 @@ class TooManyStreams(TodoApiError):
         super().__init__(headers={"Retry-After": str(retry_after_seconds)})
 
 
+class RateLimited(TodoApiError):
+    """The caller has used `RATE_LIMIT_PER_MINUTE` requests in this minute (SPEC §13)."""
+
+    status_code = 429
+    detail = "Too many requests this minute; retry after the seconds in Retry-After."
+
+    def __init__(self, retry_after_seconds: int, rate_limit_headers: dict[str, str]) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after_seconds), **rate_limit_headers})
+
+
 class PreconditionFailed(TodoApiError):
     status_code = 412
     detail = "The task has changed since the given ETag; fetch it again."

@@ -122,7 +122,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = self._answer_headers(message.get("headers", ()), request_id)
+                message["headers"] = self._answer_headers(
+                    message.get("headers", ()), request_id, state.get("rate_limit_headers", ())
+                )
             await send(message)
 
         metrics.IN_FLIGHT.inc()
@@ -161,11 +163,17 @@ class RequestContextMiddleware:
             )
 
     def _answer_headers(
-        self, headers: Iterable[tuple[bytes, bytes]], request_id: str
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        request_id: str,
+        rate_limit_headers: Iterable[tuple[bytes, bytes]],
     ) -> list[tuple[bytes, bytes]]:
         answer = [(name, value) for name, value in headers if name.lower() != b"x-request-id"]
         answer.append((b"x-request-id", request_id.encode()))
         answer.extend(self.extra_headers)
+        # `RateLimit-Policy` and `RateLimit` of a request the rate limit admitted (auth/
+        # dependencies.py); a 429 brings its own.
+        answer.extend(rate_limit_headers)
         if not any(name.lower() == b"cache-control" for name, _ in answer):
             answer.append((b"cache-control", b"no-store"))
         return answer

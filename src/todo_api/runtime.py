@@ -18,11 +18,14 @@ from todo_api.auth.tokens import TokenVerifier
 from todo_api.config import Settings
 from todo_api.db import create_engine
 from todo_api.errors import DatabaseBusy
+from todo_api.shared_state.rate_limits import RateLimiter
 from todo_api.sync.events import EventHub
 from todo_api.sync.housekeeping import Housekeeping
 from todo_api.sync.reminders import ReminderWorker
 
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+# A Redis that does not answer within this makes the request that needed it a 503.
+REDIS_TIMEOUT_SECONDS = 5.0
 
 
 class ConnectionTurns:
@@ -73,6 +76,8 @@ class Runtime:
     housekeeping: Housekeeping
     # Where the instances' shared state lives when `REDIS_URL` is set; None: the database.
     redis: "Redis | None"
+    # Per-user limits of `RATE_LIMIT_PER_MINUTE` (shared_state/rate_limits.py); None: off.
+    rate_limiter: RateLimiter | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Runtime":
@@ -91,7 +96,15 @@ class Runtime:
                 max_age_seconds=settings.jwt_jwks_cache_seconds,
                 cooldown_seconds=settings.jwt_jwks_cooldown_seconds,
             )
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = (
+            Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            if settings.redis_url
+            else None
+        )
         return cls(
             settings=settings,
             redis=redis,
@@ -101,13 +114,11 @@ class Runtime:
             jwks=jwks,
             verifier=TokenVerifier(settings, jwks),
             users=UserProvisioner(engine),
-            login_throttle=LoginThrottle(
-                per_email_and_client=settings.login_max_failures,
-                per_client=settings.login_max_failures_per_client,
-                per_email=settings.login_max_failures_per_email,
-                window_seconds=settings.login_failure_window_seconds,
-            ),
+            login_throttle=LoginThrottle.from_settings(settings, redis),
             turns=turns,
+            rate_limiter=RateLimiter.from_settings(
+                settings, redis=redis, engine=engine, autocommit=autocommit
+            ),
             public_base_url=(
                 str(settings.public_base_url).rstrip("/") if settings.public_base_url else None
             ),

@@ -4,9 +4,13 @@ hub. The streams themselves are tested over real servers (tests/test_events_proc
 httpx's ASGI transport buffers a whole response, and a stream never ends."""
 
 import hashlib
+import json
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,13 +18,16 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from redis.asyncio import Redis
 from sqlalchemy import insert, update
 
-from tests.conftest import SECRET, DatabaseProbe, TaskFactory, auth, make_token
+from tests.auth.test_throttle_shared import redis_test_url
+from tests.conftest import SECRET, DatabaseProbe, TaskFactory, auth, make_token, running
 from todo_api.auth.repository import users_table
+from todo_api.config import Settings
 from todo_api.errors import CursorExpired, InvalidTicket, TooManyStreams
 from todo_api.sync.models import event_streams_table, stream_tickets_table
-from todo_api.sync.tickets import TICKET_TTL_SECONDS
+from todo_api.sync.tickets import REDIS_TICKET_PREFIX, TICKET_TTL_SECONDS
 
 TICKETS = "/api/events/tickets"
 EVENTS = "/api/events"
@@ -282,3 +289,104 @@ async def test_only_committed_writes_ring_the_event_hub(
         alice.feed_changed = bob.feed_changed = False
         await create_task("bob")
         assert (alice.feed_changed, bob.feed_changed) == (False, True)
+
+
+# Tickets in Redis (`REDIS_URL` set): the same rules, kept in a key that expires after 60 s
+# and is spent by GETDEL. Across real servers: tests/test_login_throttle_processes.py.
+
+
+@dataclass
+class WithRedis:
+    client: AsyncClient
+    redis: Redis
+    app: FastAPI
+    # A user of the test's own: Redis outlives the test (their rate-limit budget is there too).
+    user: str
+
+
+@asynccontextmanager
+async def with_redis(settings: Settings) -> AsyncIterator[WithRedis]:
+    """An app whose tickets live in Redis, its client, and a Redis client of the test's own;
+    the keys naming the test's user are deleted afterwards."""
+    url = redis_test_url()
+    redis = Redis.from_url(url)
+    user = f"ticket-user-{uuid.uuid4().hex[:8]}"
+    try:
+        async with running(settings.model_copy(update={"redis_url": url})) as (app, client):
+            yield WithRedis(client, redis, app, user)
+    finally:
+        keys = [key async for key in redis.scan_iter(f"todo-api:*{user}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+def redis_key(ticket: str) -> str:
+    return REDIS_TICKET_PREFIX + sha(ticket)
+
+
+async def test_with_redis_a_ticket_is_a_key_of_its_hash_for_60_seconds(settings: Settings) -> None:
+    async with with_redis(settings) as setup:
+        client, redis = setup.client, setup.redis
+        token = make_token(setup.user, ttl=600)
+        response = await client.post(TICKETS, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201
+        assert response.json()["expires_in"] == TICKET_TTL_SECONDS
+        ticket = response.json()["ticket"]
+        try:
+            value = await redis.get(redis_key(ticket))
+            assert value is not None
+            assert TICKET_TTL_SECONDS - 5 < await redis.ttl(redis_key(ticket)) <= 60
+            exp = jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
+            assert json.loads(value) == {
+                "user_id": setup.user,
+                "token_expires_at": exp + LEEWAY_SECONDS,
+            }
+            assert ticket.encode() not in value
+            db = DatabaseProbe(setup.app.state.runtime.engine)
+            stored = "SELECT * FROM stream_tickets WHERE ticket_hash = :h"
+            assert await db.rows(stored, h=sha(ticket)) == []
+        finally:
+            await redis.delete(redis_key(ticket))
+
+
+async def test_with_redis_a_ticket_is_spent_by_its_first_use(settings: Settings) -> None:
+    async with with_redis(settings) as setup:
+        client, redis = setup.client, setup.redis
+        ticket = await get_ticket(client, setup.user)
+        first = await client.get(EVENTS, params={"ticket": ticket, "since": "nonsense"})
+        assert first.status_code == 400  # refused for its cursor, but the ticket is spent
+        assert await redis.exists(redis_key(ticket)) == 0
+        again = await client.get(EVENTS, params={"ticket": ticket})
+        assert again.status_code == 401
+        assert again.json() == {"detail": InvalidTicket.detail}
+
+
+async def test_with_redis_an_expired_ticket_or_token_is_401(settings: Settings) -> None:
+    async with with_redis(settings) as setup:
+        client, redis = setup.client, setup.redis
+        expired = await get_ticket(client, setup.user)
+        await redis.pexpire(redis_key(expired), 1)  # as Redis does when the 60 s are over
+        token_gone = await get_ticket(client, setup.user)
+        stored = await redis.get(redis_key(token_gone))
+        assert stored is not None
+        value = json.loads(stored)
+        value["token_expires_at"] = time.time() - 1
+        await redis.set(redis_key(token_gone), json.dumps(value), ex=60)
+        well_formed_unknown = "A" * 43
+        for ticket in (expired, token_gone, well_formed_unknown):
+            response = await client.get(EVENTS, params={"ticket": ticket})
+            assert response.status_code == 401, ticket
+            assert response.json() == {"detail": InvalidTicket.detail}
+        assert await redis.exists(redis_key(expired), redis_key(token_gone)) == 0
+
+
+async def test_with_redis_unreachable_tickets_are_503(settings: Settings) -> None:
+    unreachable = {"redis_url": "redis://127.0.0.1:1/0", "rate_limit_per_minute": 0}
+    async with running(settings.model_copy(update=unreachable)) as (_, client):
+        issued = await client.post(TICKETS, headers=auth())
+        spent = await client.get(EVENTS, params={"ticket": "A" * 43})
+    for response in (issued, spent):
+        assert response.status_code == 503, response.text
+        assert response.json() == {"detail": "The ticket store is unavailable; try again shortly."}
+        assert int(response.headers["retry-after"]) > 0

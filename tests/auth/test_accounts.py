@@ -150,7 +150,9 @@ async def test_me_needs_a_token(client: AsyncClient) -> None:
 
 
 def from_address(app: FastAPI, address: str) -> AsyncClient:
-    """A client whose requests come from `address`, as the throttle sees it."""
+    """A client whose requests come from `address`, as the throttle sees it. The throttle's
+    counts live in the database (tests/auth/test_throttle_shared.py), which `running` does not
+    empty: each test below uses addresses and emails of its own."""
     transport = ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
     return AsyncClient(transport=transport, base_url="http://testserver")
 
@@ -187,7 +189,7 @@ async def test_distributed_guessing_meets_the_per_email_ceiling(settings: Settin
     throttled = settings.model_copy(
         update={"login_max_failures": 3, "login_max_failures_per_email": 6}
     )
-    async with running(throttled) as (app, _), from_address(app, "203.0.113.20") as owner:
+    async with running(throttled) as (app, _), from_address(app, "203.0.113.21") as owner:
         assert (await signup(owner, email="owner2@example.com")).status_code == 201
         assert await login(owner, PASSWORD, "owner2@example.com") == 200
         for n in range(2):
@@ -202,7 +204,7 @@ async def test_distributed_guessing_meets_the_per_email_ceiling(settings: Settin
 
 async def test_login_success_clears_that_clients_failures(settings: Settings) -> None:
     throttled = settings.model_copy(update={"login_max_failures": 3})
-    async with running(throttled) as (app, _), from_address(app, "203.0.113.20") as owner:
+    async with running(throttled) as (app, _), from_address(app, "203.0.113.22") as owner:
         assert (await signup(owner, email="owner3@example.com")).status_code == 201
         for _ in range(3):
             assert [
@@ -213,7 +215,7 @@ async def test_login_success_clears_that_clients_failures(settings: Settings) ->
 
 async def test_repeated_failures_are_throttled_per_client(settings: Settings) -> None:
     throttled = settings.model_copy(update={"login_max_failures_per_client": 4})
-    async with running(throttled) as (_, client):
+    async with running(throttled) as (app, _), from_address(app, "192.0.2.14") as client:
         for n in range(4):
             response = await client.post(
                 "/api/auth/login", json={"email": f"user{n}@example.com", "password": "x" * 8}

@@ -14,7 +14,14 @@ import pytest
 from httpx import AsyncClient
 from pydantic import BaseModel
 
-from tests.conftest import SECRET, TODO_API, TaskFactory, auth, environment_without_settings
+from tests.conftest import (
+    SECRET,
+    TODO_API,
+    TaskFactory,
+    auth,
+    environment_without_settings,
+    running,
+)
 from todo_api.app import create_app
 from todo_api.auth.schemas import LoginRequest, SignupRequest
 from todo_api.config import Settings
@@ -34,26 +41,32 @@ ERRORS: dict[tuple[str, str], set[int]] = {
     ("get", "/health/ready"): {503},
     ("get", "/.well-known/oauth-protected-resource"): set(),
     ("get", "/.well-known/oauth-protected-resource/mcp"): set(),
-    ("get", "/api/tasks"): {400, 401, 503},
-    ("post", "/api/tasks"): {400, 401, 408, 413, 415, 503, *KEYED_WRITE},
-    ("get", "/api/tasks/stats"): {401, 503},
-    ("get", "/api/tasks/{task_id}"): {400, 401, 403, 404, 503},
-    ("put", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503, *KEYED_WRITE},
-    ("patch", "/api/tasks/{task_id}"): {400, 401, 403, 404, 408, 412, 413, 415, 503, *KEYED_WRITE},
-    ("delete", "/api/tasks/{task_id}"): {400, 401, 403, 404, 503, *KEYED_WRITE},
+    ("get", "/api/tasks"): {400, 401, 429, 503},
+    ("post", "/api/tasks"): {400, 401, 408, 413, 415, 429, 503, *KEYED_WRITE},
+    ("get", "/api/tasks/stats"): {401, 429, 503},
+    ("get", "/api/tasks/{task_id}"): {400, 401, 403, 404, 429, 503},
+    ("put", "/api/tasks/{task_id}"): {
+        *{400, 401, 403, 404, 408, 412, 413, 415, 429, 503},
+        *KEYED_WRITE,
+    },
+    ("patch", "/api/tasks/{task_id}"): {
+        *{400, 401, 403, 404, 408, 412, 413, 415, 429, 503},
+        *KEYED_WRITE,
+    },
+    ("delete", "/api/tasks/{task_id}"): {400, 401, 403, 404, 429, 503, *KEYED_WRITE},
     ("patch", "/api/tasks/{task_id}/complete"): {
-        *{400, 401, 403, 404, 408, 413, 415, 503},
+        *{400, 401, 403, 404, 408, 413, 415, 429, 503},
         *KEYED_WRITE,
     },
     ("post", "/api/auth/signup"): {400, 408, 409, 413, 415, 503},
     ("post", "/api/auth/login"): {400, 401, 408, 413, 415, 429, 503},
-    ("get", "/api/auth/me"): {401, 503},
-    ("get", "/api/tasks/changes"): {400, 401, 410, 503},
-    ("get", "/api/tags"): {401, 503},
-    ("patch", "/api/tags/{name}"): {400, 401, 404, 408, 413, 415, 503, *KEYED_WRITE},
-    ("delete", "/api/tags/{name}"): {400, 401, 404, 503, *KEYED_WRITE},
+    ("get", "/api/auth/me"): {401, 429, 503},
+    ("get", "/api/tasks/changes"): {400, 401, 410, 429, 503},
+    ("get", "/api/tags"): {401, 429, 503},
+    ("patch", "/api/tags/{name}"): {400, 401, 404, 408, 413, 415, 429, 503, *KEYED_WRITE},
+    ("delete", "/api/tags/{name}"): {400, 401, 404, 429, 503, *KEYED_WRITE},
     ("get", "/api/events"): {400, 401, 410, 429, 503},
-    ("post", "/api/events/tickets"): {401, 503},
+    ("post", "/api/events/tickets"): {401, 429, 503},
 }
 # Headers a successful answer carries besides X-Request-ID, which every answer carries.
 SUCCESS_HEADERS: dict[tuple[str, str, str], set[str]] = {
@@ -74,6 +87,9 @@ ERROR_HEADERS = {
     429: {"Retry-After"},
     503: {"Retry-After"},
 }
+# Every answer to a request with the bearer token says what is left of the caller's rate limit
+# (SPEC §13): its successes, and its 429 (whatever else a 429 of that route may mean).
+RATE_LIMIT_HEADERS = {"RateLimit-Policy", "RateLimit"}
 REQUEST_BODY_MODELS: list[type[BaseModel]] = [
     TaskCreate,
     TaskUpdate,
@@ -209,6 +225,10 @@ def test_every_write_documents_the_idempotency_key(document: dict[str, Any]) -> 
             assert operation["responses"]["409"]["headers"]["Retry-After"]["example"] == 1
 
 
+def takes_bearer(operation: dict[str, Any]) -> bool:
+    return any("HTTPBearer" in entry for entry in operation.get("security", []))
+
+
 def test_task_routes_take_a_bearer_token(document: dict[str, Any]) -> None:
     scheme = document["components"]["securitySchemes"]["HTTPBearer"]
     assert scheme == {
@@ -247,6 +267,8 @@ def test_every_answer_documents_its_headers(document: dict[str, Any]) -> None:
             expected = {"X-Request-ID"}
             expected |= SUCCESS_HEADERS.get((method, path, status), set())
             expected |= ERROR_HEADERS.get(int(status), set())
+            if takes_bearer(operation) and (status[0] in "23" or status == "429"):
+                expected |= RATE_LIMIT_HEADERS
             if (method, path, status) == ("post", "/api/auth/login", "401"):
                 expected -= {"WWW-Authenticate"}  # wrong password: no bearer challenge
             if (method, path, status) == ("post", "/api/auth/signup", "409"):
@@ -382,3 +404,12 @@ async def test_409_example_is_what_a_taken_email_gets(client: AsyncClient) -> No
     response = await client.post("/api/auth/signup", json=account)
     assert response.status_code == 409
     assert response.json() == await documented_example(client, "post", "/api/auth/signup", 409)
+
+
+async def test_429_example_is_what_a_rate_limited_request_gets(settings: Settings) -> None:
+    async with running(settings.model_copy(update={"rate_limit_per_minute": 1})) as (_, client):
+        user = f"limited-{uuid.uuid4().hex[:8]}"
+        assert (await client.get("/api/tasks", headers=auth(user))).status_code == 200
+        response = await client.get("/api/tasks", headers=auth(user))
+        assert response.status_code == 429
+        assert response.json() == await documented_example(client, "get", "/api/tasks", 429)

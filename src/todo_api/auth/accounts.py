@@ -54,7 +54,7 @@ async def log_in(
     client: str,
 ) -> SessionToken:
     """Unknown email and wrong password answer alike, in about the same time."""
-    wait = throttle.retry_after(body.email, client)
+    wait = await throttle.retry_after(connection, body.email, client)
     if wait is not None:
         raise TooManyAttempts(wait)
     user = await repository.find_user_by_email(connection, body.email)
@@ -62,7 +62,7 @@ async def log_in(
     password_hash = user.password_hash if user is not None else None
     password_matches = await verify_password(body.password, password_hash)
     if user is None or not password_matches:
-        throttle.record_failure(body.email, client)
+        await throttle.record_failure(connection, body.email, client)
         raise InvalidCredentials()
-    throttle.record_success(body.email, client)
+    await throttle.record_success(connection, body.email, client)
     return _session_token(settings, user)

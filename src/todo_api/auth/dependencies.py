@@ -13,7 +13,8 @@ from todo_api.runtime import runtime_of
 
 class BearerAuthentication(HTTPBearer):
     """The bearer scheme of the OpenAPI document, and the check itself: one dependency that
-    verifies the token and provisions the user (each dependency level costs per request)."""
+    verifies the token, counts the request against the user's rate limit and provisions the
+    user (each dependency level costs per request)."""
 
     async def __call__(self, request: Request) -> Identity:  # type: ignore[override]
         runtime = runtime_of(request)
@@ -22,8 +23,12 @@ class BearerAuthentication(HTTPBearer):
         except InvalidToken as refused:
             metrics.AUTH_FAILURES.labels(refused.reason).inc()
             raise
-        await runtime.users.ensure(identity)
         request.state.user_id = identity.id
+        if runtime.rate_limiter is not None:
+            # Counted before anything is written; the answer carries these headers
+            # (observability.py), a 429 its own.
+            request.state.rate_limit_headers = await runtime.rate_limiter.admit(identity.id)
+        await runtime.users.ensure(identity)
         return identity
 
 

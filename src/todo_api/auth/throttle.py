@@ -10,81 +10,107 @@ any of its counters is full:
 
 A stranger who types the owner's email wrongly from their own address fills only their own
 counters: the owner, elsewhere, is not locked out.
+
+The counts live in a store every instance shares (`shared_state/login_throttle.py`: the
+database, or Redis when `REDIS_URL` is set), so several instances allow the limits in total,
+not each; a restart forgets nothing. Two attempts checked at the same moment may both pass
+before either is recorded, so a counter can overshoot its limit by the attempts in flight.
 """
 
+import hashlib
 import math
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 
-# Bounded memory however many distinct emails an attacker tries; the oldest entries go first.
-MAX_TRACKED_KEYS = 100_000
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from todo_api.config import Settings
+from todo_api.shared_state.login_throttle import (
+    DatabaseLoginStore,
+    LoginFailureStore,
+    RedisLoginStore,
+)
+
 # How long a client that logged in to an account stays exempt from that account's ceiling.
 KNOWN_CLIENT_SECONDS = 30 * 24 * 3600
+# A client address longer than this (only a proxy's odd `X-Forwarded-For` makes one) is
+# counted by its hash, so that every key fits its column.
+MAX_CLIENT_LENGTH = 64
 
 
 class LoginThrottle:
-    """Counts failed logins in this process; see the module docstring for the three limits."""
+    """The three limits of the module docstring, over a shared store. `connection` is the
+    request's, for the database store; `clock` is the wall clock, which instances agree on."""
 
     def __init__(
         self,
+        store: LoginFailureStore,
         per_email_and_client: int,
         per_client: int,
         per_email: int,
         window_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.store = store
         self._per_email_and_client = per_email_and_client
         self._per_client = per_client
         self._per_email = per_email
         self._window = window_seconds
         self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._known_clients: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def retry_after(self, email: str, client: str) -> int | None:
-        """Seconds until a login for this email from this client may be tried; None if now."""
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis | None) -> "LoginThrottle":
+        """In Redis when there is one (`REDIS_URL`), else in the database."""
+        store: LoginFailureStore = DatabaseLoginStore() if redis is None else RedisLoginStore(redis)
+        return cls(
+            store,
+            per_email_and_client=settings.login_max_failures,
+            per_client=settings.login_max_failures_per_client,
+            per_email=settings.login_max_failures_per_email,
+            window_seconds=settings.login_failure_window_seconds,
+        )
+
+    async def retry_after(self, connection: AsyncConnection, email: str, client: str) -> int | None:
+        """Seconds until a login for this email from this client may be tried; None if now.
+        One round trip to the store."""
+        client = _client_key(client)
         pair, from_client, for_email = _keys(email, client)
+        now = self._clock()
+        horizon = now - self._window
+        limits = {
+            pair: self._per_email_and_client,
+            from_client: self._per_client,
+            for_email: self._per_email,
+        }
+        tally = await self.store.tally(connection, limits, email, client, horizon)
+        known = tally.known_since is not None and now - tally.known_since < KNOWN_CLIENT_SECONDS
+        # A full counter frees up when the oldest failure that keeps it full leaves the window.
         waits = [
-            self._wait(pair, self._per_email_and_client),
-            self._wait(from_client, self._per_client),
+            full_since - horizon
+            for counter, full_since in tally.full_since.items()
+            if full_since is not None and not (known and counter == for_email)
         ]
-        if not self._is_known(email, client):
-            waits.append(self._wait(for_email, self._per_email))
-        longest = max(waits)
+        longest = max(waits, default=0.0)
         return math.ceil(longest) if longest > 0 else None
 
-    def record_failure(self, email: str, client: str) -> None:
-        now = self._clock()
-        for key in _keys(email, client):
-            self._failures.setdefault(key, deque()).append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > MAX_TRACKED_KEYS:
-            self._failures.popitem(last=False)
+    async def record_failure(self, connection: AsyncConnection, email: str, client: str) -> None:
+        counters = _keys(email, _client_key(client))
+        await self.store.add_failure(connection, counters, self._clock(), self._window)
 
-    def record_success(self, email: str, client: str) -> None:
+    async def record_success(self, connection: AsyncConnection, email: str, client: str) -> None:
         """Clears this client's failures for the account and remembers it as the owner's."""
+        client = _client_key(client)
         pair, _, _ = _keys(email, client)
-        self._failures.pop(pair, None)
-        self._known_clients[(email, client)] = self._clock()
-        self._known_clients.move_to_end((email, client))
-        while len(self._known_clients) > MAX_TRACKED_KEYS:
-            self._known_clients.popitem(last=False)
+        await self.store.remember_client(
+            connection, pair, email, client, self._clock(), KNOWN_CLIENT_SECONDS
+        )
 
-    def _is_known(self, email: str, client: str) -> bool:
-        since = self._known_clients.get((email, client))
-        return since is not None and self._clock() - since < KNOWN_CLIENT_SECONDS
 
-    def _wait(self, key: str, limit: int) -> float:
-        failures = self._failures.get(key)
-        if not failures:
-            return 0
-        horizon = self._clock() - self._window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        if len(failures) < limit:
-            return 0
-        return failures[-limit] - horizon
+def _client_key(client: str) -> str:
+    if len(client) <= MAX_CLIENT_LENGTH:
+        return client
+    return "sha256:" + hashlib.sha256(client.encode(errors="surrogatepass")).hexdigest()
 
 
 def _keys(email: str, client: str) -> tuple[str, str, str]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from todo_api.auth.dependencies import CurrentUser
 from todo_api.errors import TooManyStreams, error_body, error_response, error_responses
 from todo_api.openapi import documented_response
-from todo_api.runtime import DatabaseDep, runtime_of
+from todo_api.runtime import DatabaseDep, RuntimeDep, runtime_of
 from todo_api.sync.streams import EventStream, open_stream, resume_cursor
 from todo_api.sync.tickets import StreamCaller, StreamTicket, issue_ticket
 
@@ -99,8 +99,8 @@ LastEventId = Annotated[
     "stream; get a new one for each (re)connection.",
     responses={201: documented_response("A single-use ticket"), **error_responses(401, 503)},
 )
-async def create_ticket(user: CurrentUser, db: DatabaseDep) -> StreamTicket:
-    return await issue_ticket(db, user)
+async def create_ticket(user: CurrentUser, runtime: RuntimeDep, db: DatabaseDep) -> StreamTicket:
+    return await issue_ticket(db, user, runtime.redis)
 
 
 @router.get(

@@ -75,6 +75,9 @@ PURGE_INTERVAL_SECONDS = 300.0
 STORED_HEADERS = frozenset({b"content-type", b"location", b"etag", b"allow"})
 CLAIM_ATTEMPTS = 3
 DATABASE_ERRORS = (SQLAlchemyError, OSError, ServiceUnavailable)
+# Answers that say nothing about the write, which a retry with the same key must run again: a
+# token that failed (a new one must run), and the rate limit (the next window must run).
+NOT_STORED = frozenset({HTTPStatus.UNAUTHORIZED, HTTPStatus.TOO_MANY_REQUESTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +330,7 @@ class IdempotencyMiddleware:
         if answer is None:
             await self._release(user_id, key, reserved_at)
             raise RuntimeError("the app ended without a complete answer")
-        if answer.status < 500 and answer.status != HTTPStatus.UNAUTHORIZED:
+        if answer.status < 500 and answer.status not in NOT_STORED:
             await self._store(user_id, key, reserved_at, answer)
         else:
             await self._release(user_id, key, reserved_at)
