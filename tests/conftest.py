@@ -19,6 +19,8 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import AliasChoices
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -60,6 +62,28 @@ def environment_without_settings() -> dict[str, str]:
     subprocesses."""
     names = settings_env_names() | SERVE_ENV_NAMES
     return {key: value for key, value in os.environ.items() if key.lower() not in names}
+
+
+# The Redis of the shared-state tests (`TEST_REDIS_URL`, else the local one, on a database
+# number of its own); each test uses keys under a prefix of its own and deletes them.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def redis_test_url() -> str:
+    """The tests' Redis URL, once it answers: required under CI=true, else the test is
+    skipped when none answers."""
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = SyncRedis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except RedisError as error:
+        message = f"Redis not reachable at {url} ({error})"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true makes Redis required)")
+        pytest.skip(f"{message}; set TEST_REDIS_URL to run the Redis tests")
+    finally:
+        client.close()
+    return url
 
 
 def _admin_url() -> str:

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.auth.test_throttle_shared import redis_test_url
-from tests.conftest import fetch, throwaway_database
+from tests.conftest import fetch, redis_test_url, throwaway_database
 from tests.processes import issue_token, running_server, server_environment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

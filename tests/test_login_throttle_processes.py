@@ -15,8 +15,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.auth.test_throttle_shared import redis_test_url
-from tests.conftest import fetch, throwaway_database
+from tests.conftest import fetch, redis_test_url, throwaway_database
 from tests.processes import Server, running_server, server_environment
 from todo_api.shared_state.login_throttle import REDIS_PREFIX
 from todo_api.sync.tickets import REDIS_TICKET_PREFIX, ticket_hash

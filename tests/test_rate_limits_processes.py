@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from redis import Redis
-from redis.exceptions import RedisError
 
-from tests.conftest import IN_CI, fetch, make_token, throwaway_database
+from tests.conftest import fetch, make_token, redis_test_url, throwaway_database
 from tests.processes import running_server, server_environment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -25,7 +24,6 @@ CONCURRENCY = 8
 WINDOW_SECONDS = 60
 # A burst takes a second or two; one that might straddle two windows waits for the next.
 LEAST_WINDOW_LEFT_SECONDS = 5
-REDIS_URL = "redis://127.0.0.1:6379/11"
 REDIS_KEY_PREFIX = "todo-api:rate-limit:"
 
 
@@ -41,16 +39,7 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "database":
         yield ""
         return
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except RedisError:
-        if IN_CI:
-            pytest.fail(f"Redis not reachable at {REDIS_URL} (CI=true makes it required)")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    finally:
-        client.close()
-    yield REDIS_URL
+    yield redis_test_url()
 
 
 def start_of_a_fresh_window() -> int:

@@ -19,13 +19,12 @@ from todo_api.config import Settings
 from todo_api.db import create_engine
 from todo_api.errors import DatabaseBusy
 from todo_api.shared_state.rate_limits import RateLimiter
+from todo_api.shared_state.redis import connect
 from todo_api.sync.events import EventHub
 from todo_api.sync.housekeeping import Housekeeping
 from todo_api.sync.reminders import ReminderWorker
 
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
-# A Redis that does not answer within this makes the request that needed it a 503.
-REDIS_TIMEOUT_SECONDS = 5.0
 
 
 class ConnectionTurns:
@@ -96,15 +95,7 @@ class Runtime:
                 max_age_seconds=settings.jwt_jwks_cache_seconds,
                 cooldown_seconds=settings.jwt_jwks_cooldown_seconds,
             )
-        redis = (
-            Redis.from_url(
-                settings.redis_url,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            )
-            if settings.redis_url
-            else None
-        )
+        redis = connect(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             redis=redis,

@@ -21,8 +21,15 @@ from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import insert, update
 
-from tests.auth.test_throttle_shared import redis_test_url
-from tests.conftest import SECRET, DatabaseProbe, TaskFactory, auth, make_token, running
+from tests.conftest import (
+    SECRET,
+    DatabaseProbe,
+    TaskFactory,
+    auth,
+    make_token,
+    redis_test_url,
+    running,
+)
 from todo_api.auth.repository import users_table
 from todo_api.config import Settings
 from todo_api.errors import CursorExpired, InvalidTicket, TooManyStreams

@@ -18,11 +18,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from tests.conftest import IN_CI, DatabaseProbe, auth, running
+from tests.conftest import DatabaseProbe, auth, redis_test_url, running
 from todo_api.config import Settings
 from todo_api.errors import RateLimited
 from todo_api.shared_state.rate_limits import (
@@ -40,7 +38,6 @@ from todo_api.shared_state.rate_limits import (
 
 LIMIT = 5
 # A database number of its own on the shared Redis; the tests delete only the keys they made.
-REDIS_URL = "redis://127.0.0.1:6379/11"
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 POLICY = f'"default";q={LIMIT};w=60'
 MCP_HEADERS = {
@@ -66,17 +63,7 @@ class Clock:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """The Redis the tests share; required under CI=true, else its tests are skipped."""
-    client = SyncRedis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except RedisError:
-        if IN_CI:
-            pytest.fail(f"Redis not reachable at {REDIS_URL} (CI=true makes it required)")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    finally:
-        client.close()
-    return REDIS_URL
+    return redis_test_url()
 
 
 @pytest.fixture(params=["database", "redis"])

@@ -3,7 +3,6 @@
 and checks what the store holds afterwards; the sliding window is checked against each store
 with a clock of the test's own. Real servers: tests/test_login_throttle_processes.py."""
 
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,12 +13,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import insert
 
-from tests.conftest import IN_CI, DatabaseProbe, running
+from tests.conftest import DatabaseProbe, redis_test_url, running
 from todo_api.auth.throttle import KNOWN_CLIENT_SECONDS, LoginThrottle
 from todo_api.config import Settings
 from todo_api.errors import TooManyAttempts
@@ -36,24 +33,6 @@ PASSWORD = "correct horse battery"
 WRONG = "wrong password"
 PER_PAIR, PER_CLIENT, PER_EMAIL = 3, 5, 6
 WINDOW = 900
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"  # a database number of its own
-
-
-def redis_test_url() -> str:
-    """The Redis the tests use (`TEST_REDIS_URL`, else the local one); required under CI=true,
-    else the test is skipped when none answers."""
-    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    client = SyncRedis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except RedisError as error:
-        message = f"Redis not reachable at {url} ({error})"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true makes Redis required)")
-        pytest.skip(f"{message}; set TEST_REDIS_URL to run the Redis tests")
-    finally:
-        client.close()
-    return url
 
 
 @dataclass

@@ -19,29 +19,25 @@ nothing is cached: every check asks the store.
   no login is let through uncounted.
 """
 
-import asyncio
 import math
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from todo_api.errors import ServiceUnavailable
 from todo_api.shared_state.models import login_failures_table, login_known_clients_table
+from todo_api.shared_state.redis import answering
 
 # At most this many rows that have left the window go with each recorded failure (which writes
 # three): the oldest by id, found through the primary key; a few milliseconds on PostgreSQL.
 SWEEP_ROWS = 500
 # Every key this module writes in Redis starts with it.
 REDIS_PREFIX = "todo-api:login:"
-REDIS_TIMEOUT_SECONDS = 5.0
 STORE_UNAVAILABLE = "The login throttle's store is unavailable; try again shortly."
 
 _failures = login_failures_table.c
@@ -197,7 +193,10 @@ class RedisLoginStore:
         client: str,
         horizon: float,
     ) -> Tally:
-        async with _answering(), self.redis.pipeline(transaction=False) as pipe:
+        async with (
+            answering(STORE_UNAVAILABLE),
+            self.redis.pipeline(transaction=False) as pipe,
+        ):
             for counter, limit in limits.items():
                 key = self.counter_key(counter)
                 pipe.zremrangebyscore(key, "-inf", horizon)
@@ -215,7 +214,7 @@ class RedisLoginStore:
         self, connection: AsyncConnection, counters: Sequence[str], now: float, window: float
     ) -> None:
         member = f"{now!r}:{secrets.token_hex(6)}"
-        async with _answering(), self.redis.pipeline() as pipe:
+        async with answering(STORE_UNAVAILABLE), self.redis.pipeline() as pipe:
             for counter in counters:
                 key = self.counter_key(counter)
                 pipe.zadd(key, {member: now})
@@ -232,17 +231,7 @@ class RedisLoginStore:
         now: float,
         remember_seconds: int,
     ) -> None:
-        async with _answering(), self.redis.pipeline() as pipe:
+        async with answering(STORE_UNAVAILABLE), self.redis.pipeline() as pipe:
             pipe.delete(self.counter_key(cleared_counter))
             pipe.set(self.known_key(email, client), repr(now), ex=remember_seconds)
             await pipe.execute()
-
-
-@asynccontextmanager
-async def _answering() -> AsyncIterator[None]:
-    """Redis within `REDIS_TIMEOUT_SECONDS`, or a 503."""
-    try:
-        async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-            yield
-    except (RedisError, OSError, TimeoutError) as error:
-        raise ServiceUnavailable(STORE_UNAVAILABLE) from error

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from todo_api.config import Settings
-from todo_api.errors import RateLimited, ServiceUnavailable, error_body
+from todo_api.errors import RateLimited, error_body
 from todo_api.openapi import RESPONSE_HEADERS
+from todo_api.shared_state.redis import answering
 
 WINDOW_SECONDS = 60
 # The largest lease: the store is asked at least once per this many requests of one user in
@@ -45,8 +45,6 @@ MAX_TRACKED_USERS = 100_000
 # The policy's name in `RateLimit-Policy` and `RateLimit` (an sf-string, as the draft has it).
 POLICY = "default"
 REDIS_KEY_PREFIX = "todo-api:rate-limit:"
-# A Redis that stops answering must not hold requests forever.
-REDIS_TIMEOUT_SECONDS = 5.0
 STORE_UNAVAILABLE = "The rate-limit store is unavailable; try again shortly."
 
 RateLimitHeaders = list[tuple[bytes, bytes]]
@@ -188,11 +186,8 @@ class RedisLeases:
 
     async def lease(self, user_id: str, window_start: int) -> Lease:
         arguments = [window_start, self._limit, self._max_lease, WINDOW_SECONDS]
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                granted, left = await self._script(keys=[self.key(user_id)], args=arguments)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise ServiceUnavailable(STORE_UNAVAILABLE) from exc
+        async with answering(STORE_UNAVAILABLE):
+            granted, left = await self._script(keys=[self.key(user_id)], args=arguments)
         return Lease(granted=int(granted), left=int(left))
 
 

@@ -13,13 +13,10 @@ ticket: one instance issues it, another opens the stream. A Redis that does not 
 5 s makes the request a 503.
 """
 
-import asyncio
 import hashlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -27,21 +24,21 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_api import metrics
 from todo_api.auth.dependencies import bearer_authentication
 from todo_api.auth.tokens import Identity
 from todo_api.db import utcnow
-from todo_api.errors import InvalidTicket, ServiceUnavailable
+from todo_api.errors import InvalidTicket
 from todo_api.runtime import runtime_of
+from todo_api.shared_state.redis import answering
 from todo_api.sync import streams_repository
 
 TICKET_TTL_SECONDS = 60
 # A ticket in Redis is this followed by its hash.
 REDIS_TICKET_PREFIX = "todo-api:stream-ticket:"
-REDIS_TIMEOUT_SECONDS = 5.0
+STORE_UNAVAILABLE = "The ticket store is unavailable; try again shortly."
 # `secrets.token_urlsafe(32)`: anything else is no ticket of ours, refused without a query.
 _TICKET = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -73,7 +70,7 @@ async def issue_ticket(
     ticket = secrets.token_urlsafe(32)
     if redis is not None:
         value = json.dumps({"user_id": caller.id, "token_expires_at": caller.expires_at})
-        async with _answering():
+        async with answering(STORE_UNAVAILABLE):
             await redis.set(REDIS_TICKET_PREFIX + ticket_hash(ticket), value, ex=TICKET_TTL_SECONDS)
         return StreamTicket(ticket=ticket, expires_in=TICKET_TTL_SECONDS)
     now = utcnow()
@@ -112,7 +109,7 @@ async def caller_of_redis_ticket(redis: Redis, ticket: str) -> Identity:
     60 s are over."""
     if not _TICKET.fullmatch(ticket):
         raise InvalidTicket()
-    async with _answering():
+    async with answering(STORE_UNAVAILABLE):
         value = await redis.getdel(REDIS_TICKET_PREFIX + ticket_hash(ticket))
     if value is None:
         raise InvalidTicket()
@@ -121,16 +118,6 @@ async def caller_of_redis_ticket(redis: Redis, ticket: str) -> Identity:
     if token_expires_at is not None and token_expires_at <= utcnow().timestamp():
         raise InvalidTicket()
     return Identity(id=stored["user_id"], expires_at=token_expires_at)
-
-
-@asynccontextmanager
-async def _answering() -> AsyncIterator[None]:
-    """Redis within `REDIS_TIMEOUT_SECONDS`, or a 503."""
-    try:
-        async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-            yield
-    except (RedisError, OSError, TimeoutError) as error:
-        raise ServiceUnavailable("The ticket store is unavailable; try again shortly.") from error
 
 
 # Both ways in, as the OpenAPI document shows them (either one will do). They only read the
