@@ -15,6 +15,7 @@ from redis import Redis
 
 from tests.conftest import fetch, make_token, redis_test_url, throwaway_database
 from tests.processes import running_server, server_environment
+from todo_api.shared_state.rate_limits import REDIS_KEY_PREFIX
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -24,7 +25,6 @@ CONCURRENCY = 8
 WINDOW_SECONDS = 60
 # A burst takes a second or two; one that might straddle two windows waits for the next.
 LEAST_WINDOW_LEFT_SECONDS = 5
-REDIS_KEY_PREFIX = "todo-api:rate-limit:"
 
 
 @pytest.fixture

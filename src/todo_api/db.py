@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +126,16 @@ async def in_transaction(connection: AsyncConnection, work: Callable[[], Awaitab
             if attempt == TRANSACTION_ATTEMPTS or not _autocommit(connection):
                 raise
     raise AssertionError("unreachable")
+
+
+def pooled_connection(
+    engine: AsyncEngine, autocommit: AsyncEngine, *, one_transaction_per_statement: bool
+) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A connection of the pool under the one policy every caller follows: autocommit (every
+    statement its own transaction, one round trip each), or, behind a transaction pooler
+    (`DB_STATEMENT_CACHE=false`), one transaction around all of it, the only way the driver's
+    prepare and execute reach the same server connection (`runtime.get_connection`)."""
+    return autocommit.connect() if one_transaction_per_statement else engine.begin()
 
 
 def _autocommit(connection: AsyncConnection) -> bool:

@@ -46,6 +46,20 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
         "example": 'Bearer error="invalid_token"',
     },
+    "RateLimit-Policy": {
+        "description": "The per-user limit (draft-ietf-httpapi-ratelimit-headers): `q` "
+        "requests per window of `w` seconds, counted over `/api/…` and `/mcp` together. "
+        "Absent when the server runs without a limit (`RATE_LIMIT_PER_MINUTE=0`).",
+        "schema": {"type": "string"},
+        "example": '"default";q=600;w=60',
+    },
+    "RateLimit": {
+        "description": "What is left of it: `r` more requests in this window, which ends in "
+        "`t` seconds. `r` is the answering server's best knowledge; other instances may "
+        "have used some of it since.",
+        "schema": {"type": "string"},
+        "example": '"default";r=42;t=17',
+    },
 }
 
 

@@ -16,7 +16,7 @@ from todo_api.auth.provisioning import UserProvisioner
 from todo_api.auth.throttle import LoginThrottle
 from todo_api.auth.tokens import TokenVerifier
 from todo_api.config import Settings
-from todo_api.db import create_engine
+from todo_api.db import create_engine, pooled_connection
 from todo_api.errors import DatabaseBusy
 from todo_api.shared_state.rate_limits import RateLimiter
 from todo_api.shared_state.redis import connect
@@ -130,13 +130,13 @@ class Runtime:
         """A pooled connection, lent in turn (`ConnectionTurns`): autocommit, or one
         transaction behind a transaction pooler (`get_connection` says why). A request's
         connection, and those of the work around requests (streams, idempotency keys)."""
-        async with self.turns.turn():
-            if self.settings.db_statement_cache:
-                async with self.autocommit.connect() as connection:
-                    yield connection
-            else:
-                async with self.engine.begin() as connection:
-                    yield connection
+        pooled = pooled_connection(
+            self.engine,
+            self.autocommit,
+            one_transaction_per_statement=self.settings.db_statement_cache,
+        )
+        async with self.turns.turn(), pooled as connection:
+            yield connection
 
     async def close(self) -> None:
         await self.reminders.close()  # first: it delivers to the hub, through the pool

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from todo_api.config import Settings
+from todo_api.db import pooled_connection
 from todo_api.errors import RateLimited, error_body
 from todo_api.openapi import RESPONSE_HEADERS
 from todo_api.shared_state.redis import answering
@@ -93,8 +94,7 @@ class DatabaseLeases:
         self._autocommit = autocommit
         self._limit = limit
         self._max_lease = max_lease
-        # Behind a transaction pooler every statement goes inside an explicit transaction.
-        self._explicit_transactions = not one_transaction_per_statement
+        self._one_transaction_per_statement = one_transaction_per_statement
         self._statement = text(_lease_sql(engine.dialect.name))
 
     async def lease(self, user_id: str, window_start: int) -> Lease:
@@ -116,12 +116,13 @@ class DatabaseLeases:
         # `MAX_LEASE` requests) and runs before the request takes its own turn, and waiting
         # for a turn and then for the pool would let a request wait twice `DB_POOL_TIMEOUT`
         # when the database stops answering.
-        if self._explicit_transactions:
-            async with self._engine.begin() as connection:
-                yield connection
-        else:
-            async with self._autocommit.connect() as connection:
-                yield connection
+        pooled = pooled_connection(
+            self._engine,
+            self._autocommit,
+            one_transaction_per_statement=self._one_transaction_per_statement,
+        )
+        async with pooled as connection:
+            yield connection
 
 
 def _lease_sql(dialect: str) -> str:
@@ -339,22 +340,7 @@ def _seconds_left(budget: _Budget, now: float) -> int:
 
 # The OpenAPI document: every operation that takes the bearer token is limited.
 
-RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
-    "RateLimit-Policy": {
-        "description": "The per-user limit (draft-ietf-httpapi-ratelimit-headers): `q` "
-        "requests per window of `w` seconds, counted over `/api/…` and `/mcp` together. "
-        "Absent when the server runs without a limit (`RATE_LIMIT_PER_MINUTE=0`).",
-        "schema": {"type": "string"},
-        "example": f'"{POLICY}";q=600;w={WINDOW_SECONDS}',
-    },
-    "RateLimit": {
-        "description": "What is left of it: `r` more requests in this window, which ends in "
-        "`t` seconds. `r` is the answering server's best knowledge; other instances may "
-        "have used some of it since.",
-        "schema": {"type": "string"},
-        "example": f'"{POLICY}";r=42;t=17',
-    },
-}
+RATE_LIMIT_HEADERS = {name: RESPONSE_HEADERS[name] for name in ("RateLimit-Policy", "RateLimit")}
 ERROR_HEADERS = ("X-Request-ID", "Retry-After")
 _RATE_LIMITED_RESPONSE: dict[str, Any] = {
     "description": "Past `RATE_LIMIT_PER_MINUTE` requests this minute; retry after "

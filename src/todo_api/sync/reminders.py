@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from todo_api.db import UTCDateTime, utcnow
+from todo_api.db import UTCDateTime, pooled_connection, utcnow
 from todo_api.errors import ServiceUnavailable
 from todo_api.observability import redacted_traceback
 from todo_api.sync.events import REMINDERS_CHANNEL
@@ -148,8 +148,7 @@ class ReminderWorker:
         self._turns = turns
         self._poll_seconds = poll_seconds
         self._deliver = deliver
-        # Behind a transaction pooler every statement goes inside an explicit transaction.
-        self._explicit_transactions = not one_transaction_per_statement
+        self._one_transaction_per_statement = one_transaction_per_statement
         self._postgresql = engine.dialect.name == "postgresql"
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -194,13 +193,13 @@ class ReminderWorker:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        async with self._turns.turn():
-            if self._explicit_transactions:
-                async with self._engine.begin() as connection:
-                    yield connection
-            else:
-                async with self._autocommit.connect() as connection:
-                    yield connection
+        pooled = pooled_connection(
+            self._engine,
+            self._autocommit,
+            one_transaction_per_statement=self._one_transaction_per_statement,
+        )
+        async with self._turns.turn(), pooled as connection:
+            yield connection
 
     async def _run(self) -> None:
         delay = self._poll_seconds
